@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# GeoEmbed developer entry point (Debian bookworm, run as root for the first set-up).
+#   ./dev.sh demo    set up, then load the built-in AEF sample through qgis_process.bin
+#   ./dev.sh test    set up, then lint and run every test tier
+#   ./dev.sh setup   only set up
+set -euo pipefail
+cd "$(dirname "$0")"
+ROOT="$PWD"
+APT_PACKAGES="qgis python3-qgis qgis-providers xvfb python3-rasterio python3-geopandas python3-sklearn python3-requests python3-venv python3-pip"
+VENV="$ROOT/.venv"
+
+setup() {
+  local missing=""
+  for pkg in $APT_PACKAGES; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing="$missing $pkg"
+  done
+  if [ -n "$missing" ]; then
+    echo "Installing Debian packages:$missing"
+    apt-get update
+    DEBIAN_FRONTEND=noninteractive apt-get install -y $APT_PACKAGES
+  fi
+  if [ ! -x "$VENV/bin/python" ]; then
+    /usr/bin/python3 -m venv --system-site-packages "$VENV"
+  fi
+  if ! "$VENV/bin/python" -c "import pyarrow, pytest, pytest_qgis" 2>/dev/null || [ requirements/dev.txt -nt "$VENV/.installed" ]; then
+    "$VENV/bin/pip" install --quiet --disable-pip-version-check -r requirements/dev.txt
+    touch "$VENV/.installed"
+  fi
+}
+
+# What qgis_process.bin needs to see the plugin and the venv's pyarrow, headless and with its own profile.
+qgis_env() {
+  export QT_QPA_PLATFORM=offscreen
+  export QGIS_PLUGINPATH="$ROOT"
+  export QGIS_CUSTOM_CONFIG_PATH="$ROOT/build/qgis-profile"
+  export XDG_RUNTIME_DIR="$ROOT/build/xdg-runtime"
+  mkdir -p "$QGIS_CUSTOM_CONFIG_PATH" "$XDG_RUNTIME_DIR" && chmod 700 "$XDG_RUNTIME_DIR"
+  PYTHONPATH="$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')${PYTHONPATH:+:$PYTHONPATH}"
+  export PYTHONPATH
+}
+
+demo() {
+  qgis_env
+  local out="$ROOT/build/demo"
+  mkdir -p "$out"
+  "$VENV/bin/python" -m tests.fixtures.aef "$ROOT/build/sample/aef" >/dev/null
+  qgis_process.bin plugins enable geoembed >/dev/null
+  # An extent across the 31N/32N zone boundary at 6°E: two UTM zones, three tiles, one grid.
+  qgis_process.bin run geoembed:load -- \
+    PRODUCT=aef SOURCE="$ROOT/build/sample/aef" YEAR=2024 \
+    EXTENT="5.985,6.015,44.995,45.012 [EPSG:4326]" \
+    OUTPUT="$out/aef_2024.tif" QUICKLOOK="$out/aef_2024.png"
+  echo
+  echo "Wrote $out/aef_2024.tif (64 Float32 bands A00..A63, north-up) and the quicklook $out/aef_2024.png"
+}
+
+run_tests() {
+  qgis_env
+  "$VENV/bin/ruff" check geoembed tests bench
+  "$VENV/bin/python" -m pytest -p no:qgis tests/unit tests/e2e
+  "$VENV/bin/python" -m pytest tests/qgis
+}
+
+case "${1:-}" in
+  setup) setup ;;
+  demo) setup && demo ;;
+  test) setup && run_tests ;;
+  *) echo "usage: ./dev.sh demo|test|setup" >&2; exit 2 ;;
+esac

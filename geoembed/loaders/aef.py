@@ -1,0 +1,252 @@
+"""AlphaEarth Foundations (AEF) annual embeddings: tiles, index and sources.
+
+Facts (see shared formats.md §1): 64 bands A00..A63, signed int8, -128 = nodata in every band,
+de-quantisation ((q/127.5)**2)*sign(q), tiles stored south-up in the UTM zone of their folder,
+paths {year}/{zone}/{EEID}-{YOFF:010d}-{XOFF:010d}.tiff under v1/annual/ next to aef_index.parquet.
+"""
+
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+
+from . import catalog
+from .errors import GeoEmbedError
+from .gdal_io import crs_string, is_signed_byte, open_raster, read_window
+from .geoparquet import geometry_column, is_parquet, open_parquet, pyarrow_parquet, wkb_bounds
+from .remote import cached_copy, is_url, join, parent
+
+BAND_NAMES = tuple(f"A{i:02d}" for i in range(64))
+NODATA_Q = -128
+INDEX_NAME = "aef_index.parquet"
+DEFAULT_ROOT = catalog.AEF.public_location
+LAYOUT_MARKER = "v1/annual/"
+TILE_NAME = re.compile(r"^x[0-9a-z]{16}-\d{10}-\d{10}\.(tiff?|vrt)$", re.IGNORECASE)
+YEAR_ZONE = re.compile(r"(?:^|/)(?P<year>(?:19|20)\d\d)/(?P<zone>\d{1,2}[NS])/[^/]+$")
+
+_codes = np.arange(256, dtype=np.uint8).view(np.int8).astype(np.float64)
+DEQUANT_LUT = (np.sign(_codes) * (_codes / 127.5) ** 2).astype(np.float32)
+"""De-quantised value of every int8 code, indexed by the code's unsigned byte."""
+
+
+def dequantize(q):
+    """Float32 values of int8 codes (nodata codes give -1.0; mask them with valid_mask)."""
+    return DEQUANT_LUT[np.asarray(q).view(np.uint8)]
+
+
+def quantize(values):
+    """Inverse of dequantize: round(sign(v) * sqrt(|v|) * 127.5), clipped to -127..127."""
+    values = np.asarray(values, dtype=np.float64)
+    return np.clip(np.round(np.sign(values) * np.sqrt(np.abs(values)) * 127.5), -127, 127).astype(np.int8)
+
+
+def valid_mask(q):
+    """Pixels (over axis 0 = bands) without the nodata code."""
+    return ~(q == NODATA_Q).any(axis=0)
+
+
+class AefTile:
+    """One AEF GeoTIFF (local or remote), read in its raw (south-up) orientation."""
+
+    band_names = BAND_NAMES
+
+    def __init__(self, location, dataset):
+        self.location = location
+        self._dataset = dataset
+        self.crs = crs_string(dataset)
+        self.geotransform = tuple(dataset.GetGeoTransform())
+        self.width, self.height = dataset.RasterXSize, dataset.RasterYSize
+        match = YEAR_ZONE.search(location.replace("\\", "/"))
+        self.year = int(match["year"]) if match else None
+        self.zone = match["zone"] if match else None
+
+    @property
+    def bounds(self):
+        c, a, b, f, d, e = self.geotransform
+        xs = [c + a * col + b * row for col in (0, self.width) for row in (0, self.height)]
+        ys = [f + d * col + e * row for col in (0, self.width) for row in (0, self.height)]
+        return (min(xs), min(ys), max(xs), max(ys))
+
+    @property
+    def south_up(self):
+        return self.geotransform[5] > 0
+
+    def read(self, col, row, width, height):
+        array = read_window(self._dataset, self.location, col, row, width, height)
+        return array.view(np.int8) if array.dtype == np.uint8 else array
+
+    @staticmethod
+    def decode(raw):
+        return dequantize(raw), valid_mask(raw)
+
+    def close(self):
+        self._dataset = None
+
+
+def open_tile(location):
+    """Open and check one AEF tile; a file of another kind gets a one-line explanation."""
+    dataset = open_raster(location)
+    name = os.path.basename(location.rstrip("/"))
+    if dataset.RasterCount != 64 or not is_signed_byte(dataset):
+        from osgeo import gdal
+
+        dtype = gdal.GetDataTypeName(dataset.GetRasterBand(1).DataType) if dataset.RasterCount else "no"
+        raise GeoEmbedError(
+            f"{name} is not an AlphaEarth (aef) tile: expected 64 signed 8-bit bands, found "
+            f"{dataset.RasterCount} {dtype} band(s); check SOURCE or choose the right PRODUCT."
+        )
+    tile = AefTile(location, dataset)
+    if tile.crs is None or tile.geotransform == (0.0, 1.0, 0.0, 0.0, 0.0, 1.0):
+        raise GeoEmbedError(f"{name} has no georeferencing (CRS or geotransform); AEF tiles carry both.")
+    return tile
+
+
+# --- index -----------------------------------------------------------------------------------
+
+BBOX_COLUMNS = ("wgs84_west", "wgs84_south", "wgs84_east", "wgs84_north")
+
+
+def read_index(index_file, wgs84_bounds, year=None):
+    """(rows, years) for an AEF GeoParquet index.
+
+    rows: dicts with path, year, crs, utm_zone for tiles whose lon/lat footprint meets wgs84_bounds
+    in `year` (the latest year with such tiles when year is None); years: all years in the index.
+    Only the needed columns are read, and row groups are skipped by their statistics.
+    """
+    parquet = open_parquet(index_file)
+    names = parquet.schema_arrow.names
+    missing = [column for column in ("path", "year") if column not in names]
+    if missing:
+        raise GeoEmbedError(f"{os.path.basename(str(index_file))} is not an AEF index: it lacks the column(s) {', '.join(missing)}.")
+    pq = pyarrow_parquet()
+    years = sorted({int(y) for y in pq.read_table(index_file, columns=["year"]).column("year").to_pylist()})
+    if year is not None and year not in years:
+        raise GeoEmbedError(f"The AEF index has no tiles for {year}; available years: {_year_span(years)}.")
+    west, south, east, north = wgs84_bounds
+    wanted = ["path", "year"] + [c for c in ("crs", "utm_zone") if c in names]
+    year_filter = [("year", "=", year)] if year is not None else []
+    if all(column in names for column in BBOX_COLUMNS):
+        filters = year_filter + [
+            ("wgs84_east", ">=", west),
+            ("wgs84_west", "<=", east),
+            ("wgs84_north", ">=", south),
+            ("wgs84_south", "<=", north),
+        ]
+        rows = pq.read_table(index_file, columns=wanted, filters=filters).to_pylist()
+    else:
+        geometry = geometry_column(parquet.schema_arrow)
+        if geometry is None:
+            raise GeoEmbedError("The AEF index has neither wgs84_* bounds nor a geometry column; it cannot be queried.")
+        table = pq.read_table(index_file, columns=wanted + [geometry], filters=year_filter or None)
+        rows = []
+        for row in table.to_pylist():
+            box = wkb_bounds(row.pop(geometry)) if row[geometry] else None
+            if box and box[2] >= west and box[0] <= east and box[3] >= south and box[1] <= north:
+                rows.append(row)
+    if year is None and rows:
+        latest = max(int(row["year"]) for row in rows)
+        rows = [row for row in rows if int(row["year"]) == latest]
+    rows.sort(key=lambda row: row["path"])
+    return rows, years
+
+
+def _year_span(years):
+    if not years:
+        return "none"
+    if years == list(range(years[0], years[-1] + 1)):
+        return f"{years[0]}-{years[-1]}"
+    return ", ".join(map(str, years))
+
+
+def resolve_index_path(index_location, path):
+    """Where a tile listed in an index lives, given where the index itself was read from.
+
+    The public indexes list s3:// (Source Cooperative) or gs:// (Google) URIs; inside a mirror
+    the part after v1/annual/ is resolved next to the index, so a local folder or any http(s)
+    mirror of the layout works.
+    """
+    if is_url(path):
+        return path
+    if "://" in path:
+        position = path.find(LAYOUT_MARKER)
+        if position < 0:
+            raise GeoEmbedError(f"Cannot place index path {path} inside the mirror: it has no '{LAYOUT_MARKER}' part.")
+        return join(parent(index_location), *path[position + len(LAYOUT_MARKER) :].split("/"))
+    if os.path.isabs(path):
+        return path
+    return join(parent(index_location), *path.split("/"))
+
+
+# --- sources ---------------------------------------------------------------------------------
+
+
+def classify_source(source, client=None):
+    """('tile', location) | ('index', location) | ('tiles', [locations]) for a SOURCE value."""
+    if not source:
+        source = DEFAULT_ROOT
+    lower = source.lower().rstrip("/")
+    if lower.endswith(".parquet"):
+        return "index", source
+    if lower.endswith((".tif", ".tiff", ".vrt")):
+        return "tile", source
+    if lower.endswith((".csv", ".gpkg")):
+        raise GeoEmbedError(f"Use the GeoParquet index {INDEX_NAME} (it sits beside {os.path.basename(lower)}).")
+    if is_url(source):
+        from .remote import HttpClient
+
+        client = client or HttpClient()
+        candidates = [join(source, LAYOUT_MARKER, INDEX_NAME), join(source, INDEX_NAME)]
+        for candidate in candidates:
+            if client.exists(candidate):
+                return "index", candidate
+        raise GeoEmbedError(f"No {INDEX_NAME} at {candidates[0]} or {candidates[1]}; give the URL of an AEF index or tile.")
+    folder = Path(source)
+    if not folder.exists():
+        raise GeoEmbedError(
+            f"SOURCE {source} does not exist; give an AEF tile (.tiff), an {INDEX_NAME}, a folder mirroring v1/annual/, or an http(s) URL."
+        )
+    if folder.is_file():
+        return "tile", source
+    for candidate in (folder / INDEX_NAME, folder / LAYOUT_MARKER / INDEX_NAME, folder / "annual" / INDEX_NAME):
+        if candidate.is_file():
+            return "index", str(candidate)
+    tiles = sorted(str(p) for p in folder.rglob("*") if p.is_file() and TILE_NAME.match(p.name))
+    if not tiles:
+        raise GeoEmbedError(f"No {INDEX_NAME} and no AEF tiles ({{EEID}}-{{YOFF}}-{{XOFF}}.tiff) under {source}.")
+    return "tiles", tiles
+
+
+def looks_like_aef(source):
+    """A short reason when SOURCE looks like AEF data (used by PRODUCT=auto), else None."""
+    try:
+        kind, value = classify_source(source)
+    except GeoEmbedError:
+        return None
+    if kind == "tiles":
+        return f"{len(value)} AEF tile(s) named {{EEID}}-{{YOFF}}-{{XOFF}}.tiff"
+    if kind == "index":
+        if not is_url(value) and not is_parquet(value):
+            return None
+        if not is_url(value):
+            names = open_parquet(value).schema_arrow.names
+            if not {"path", "year", "utm_zone"} <= set(names):
+                return None
+        return f"an AEF tile index ({os.path.basename(value.rstrip('/'))})"
+    name = os.path.basename(value.rstrip("/"))
+    if TILE_NAME.match(name):
+        return f"an AEF tile name ({name})"
+    try:
+        open_tile(value)
+    except GeoEmbedError:
+        return None
+    return "64 signed 8-bit bands"
+
+
+def index_local_copy(index_location, cache_dir=None, client=None, log=None):
+    """A local path of the index: itself, or a cached copy of the remote file."""
+    if not is_url(index_location):
+        if not os.path.isfile(index_location):
+            raise GeoEmbedError(f"Index {index_location} does not exist; check SOURCE.")
+        return index_location
+    return cached_copy(index_location, is_parquet, client=client, cache_dir=cache_dir, log=log)

@@ -1,0 +1,12 @@
+"""Errors a user sees: one line that says what is wrong and what to do."""
+
+
+class GeoEmbedError(Exception):
+    """A problem with the user's input or environment, worded for the user."""
+
+
+class Cancelled(GeoEmbedError):
+    """The user cancelled the work; nothing was written."""
+
+    def __init__(self, message="Cancelled by the user; no output was written."):
+        super().__init__(message)

@@ -1,0 +1,96 @@
+"""Nearest-neighbour mosaic of source tiles (any CRS, any orientation) onto one north-up grid.
+
+Each output block maps its pixel centres into every overlapping tile, reads only the bounding
+window of source pixels it needs (GDAL then fetches only the internal blocks under it), gathers
+the nearest source pixel in the tile's own dtype and de-quantises just those values.
+Orientation is handled by the tile's geotransform, so south-up tiles need no flipping pass.
+"""
+
+import numpy as np
+
+from .grid import invert_geotransform, same_crs, transform_bounds, transformer
+from .model import NODATA, EmbeddingBlock, EmbeddingRaster
+
+
+class TileMosaic(EmbeddingRaster):
+    """An EmbeddingRaster over tiles providing crs, geotransform, width, height, bounds, read() and decode().
+
+    Where tiles overlap, the first tile in `tiles` with a valid pixel wins.
+    """
+
+    def __init__(self, tiles, grid, band_names, provenance):
+        self.tiles = list(tiles)
+        self.grid = grid
+        self.band_names = tuple(band_names)
+        self.provenance = provenance
+        self._footprints = [transform_bounds(t.crs, grid.crs, t.bounds) for t in self.tiles]
+        self._same_crs = [same_crs(t.crs, grid.crs) for t in self.tiles]
+
+    def read(self, window):
+        sub = self.grid.window_grid(window)
+        values = np.full((self.band_count, window.height, window.width), NODATA, dtype=np.float32)
+        valid = np.zeros((window.height, window.width), dtype=bool)
+        for tile, footprint, aligned in zip(self.tiles, self._footprints, self._same_crs):
+            if not _overlaps(footprint, sub.bounds):
+                continue
+            if aligned and tile.geotransform[2] == 0 and tile.geotransform[4] == 0:
+                self._fill_separable(tile, sub, values, valid)
+            else:
+                self._fill_general(tile, sub, values, valid)
+            if valid.all():
+                break
+        return EmbeddingBlock(values, valid)
+
+    def close(self):
+        for tile in self.tiles:
+            tile.close()
+
+    @staticmethod
+    def _fill_separable(tile, sub, values, valid):
+        """Same CRS, no rotation: source column depends on x only and row on y only."""
+        c, a, _, f, _, e = tile.geotransform
+        xs, ys = sub.pixel_centres()
+        cols = np.floor((xs - c) / a).astype(np.int64)
+        rows = np.floor((ys - f) / e).astype(np.int64)
+        col_in = np.flatnonzero((cols >= 0) & (cols < tile.width))
+        row_in = np.flatnonzero((rows >= 0) & (rows < tile.height))
+        if col_in.size == 0 or row_in.size == 0:
+            return
+        # The mapping is monotonic, so the target pixels inside the tile form one rectangle.
+        tc0, tc1, tr0, tr1 = col_in[0], col_in[-1] + 1, row_in[0], row_in[-1] + 1
+        src_cols, src_rows = cols[tc0:tc1], rows[tr0:tr1]
+        c0, r0 = src_cols.min(), src_rows.min()
+        raw = tile.read(c0, r0, src_cols.max() - c0 + 1, src_rows.max() - r0 + 1)
+        gathered = raw[:, src_rows - r0][:, :, src_cols - c0]
+        decoded, ok = tile.decode(gathered)
+        take = ok & ~valid[tr0:tr1, tc0:tc1]
+        target = values[:, tr0:tr1, tc0:tc1]
+        target[:, take] = decoded[:, take]
+        valid[tr0:tr1, tc0:tc1] |= take
+
+    def _fill_general(self, tile, sub, values, valid):
+        """Any CRS: reproject every pixel centre into the tile and take the pixel containing it."""
+        xs, ys = sub.pixel_centres()
+        gx, gy = np.meshgrid(xs, ys)
+        if not same_crs(tile.crs, self.grid.crs):
+            gx, gy = transformer(self.grid.crs, tile.crs).transform(gx, gy)
+        ic, ia, ib, if_, id_, ie = invert_geotransform(tile.geotransform)
+        with np.errstate(invalid="ignore"):
+            colf = ic + ia * gx + ib * gy
+            rowf = if_ + id_ * gx + ie * gy
+            inside = (colf >= 0) & (colf < tile.width) & (rowf >= 0) & (rowf < tile.height) & ~valid
+        if not inside.any():
+            return
+        cols = np.floor(colf[inside]).astype(np.int64)
+        rows = np.floor(rowf[inside]).astype(np.int64)
+        c0, r0 = cols.min(), rows.min()
+        raw = tile.read(c0, r0, cols.max() - c0 + 1, rows.max() - r0 + 1)
+        decoded, ok = tile.decode(raw[:, rows - r0, cols - c0])
+        target_rows, target_cols = np.nonzero(inside)
+        target_rows, target_cols = target_rows[ok], target_cols[ok]
+        values[:, target_rows, target_cols] = decoded[:, ok]
+        valid[target_rows, target_cols] = True
+
+
+def _overlaps(a, b):
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
