@@ -39,16 +39,21 @@ qgis_env() {
   export PYTHONPATH
 }
 
+enable_plugin() {
+  # "plugins enable" exits 1 when the plugin is already enabled, so ask first.
+  qgis_process.bin plugins 2>/dev/null | grep -q '^\* geoembed$' || qgis_process.bin plugins enable geoembed
+}
+
 demo() {
   qgis_env
   local out="$ROOT/build/demo"
   mkdir -p "$out"
   "$VENV/bin/python" -m tests.fixtures.aef "$ROOT/build/sample/aef" >/dev/null
-  qgis_process.bin plugins enable geoembed >/dev/null
+  enable_plugin
   # An extent across the 31N/32N zone boundary at 6°E: two UTM zones, three tiles, one grid.
   qgis_process.bin run geoembed:load -- \
     PRODUCT=aef SOURCE="$ROOT/build/sample/aef" YEAR=2024 \
-    EXTENT="5.985,6.015,44.995,45.012 [EPSG:4326]" \
+    EXTENT="5.975,6.02,44.99,45.02 [EPSG:4326]" \
     OUTPUT="$out/aef_2024.tif" QUICKLOOK="$out/aef_2024.png"
   echo
   echo "Wrote $out/aef_2024.tif (64 Float32 bands A00..A63, north-up) and the quicklook $out/aef_2024.png"

@@ -118,7 +118,9 @@ def read_index(index_file, wgs84_bounds, year=None):
     names = parquet.schema_arrow.names
     missing = [column for column in ("path", "year") if column not in names]
     if missing:
-        raise GeoEmbedError(f"{os.path.basename(str(index_file))} is not an AEF index: it lacks the column(s) {', '.join(missing)}.")
+        raise GeoEmbedError(
+            f"{os.path.basename(str(index_file))} is not an AEF index: it lacks the column(s) {', '.join(missing)}."
+        )
     pq = pyarrow_parquet()
     years = sorted({int(y) for y in pq.read_table(index_file, columns=["year"]).column("year").to_pylist()})
     if year is not None and year not in years:
@@ -204,7 +206,8 @@ def classify_source(source, client=None):
     folder = Path(source)
     if not folder.exists():
         raise GeoEmbedError(
-            f"SOURCE {source} does not exist; give an AEF tile (.tiff), an {INDEX_NAME}, a folder mirroring v1/annual/, or an http(s) URL."
+            f"SOURCE {source} does not exist; give an AEF tile (.tiff), an {INDEX_NAME}, "
+            "a folder mirroring v1/annual/, or an http(s) URL."
         )
     if folder.is_file():
         return "tile", source

@@ -5,7 +5,7 @@ class GeoEmbedError(Exception):
     """A problem with the user's input or environment, worded for the user."""
 
 
-class Cancelled(GeoEmbedError):
+class Cancelled(GeoEmbedError):  # noqa: N818 - reads better at call sites
     """The user cancelled the work; nothing was written."""
 
     def __init__(self, message="Cancelled by the user; no output was written."):

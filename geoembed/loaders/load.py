@@ -107,7 +107,9 @@ def plan_aef(request, log, client=None):
 
 def _tiles_from_index(index_location, wgs84, request, log, client):
     if wgs84 is None:
-        raise GeoEmbedError("EXTENT is required with an AEF index, which covers the whole world; set EXTENT (e.g. the map canvas).")
+        raise GeoEmbedError(
+            "EXTENT is required with an AEF index, which covers the whole world; set EXTENT (e.g. the map canvas)."
+        )
     local = aef.index_local_copy(index_location, request.cache_dir, client, log)
     rows, years = aef.read_index(local, wgs84, request.year)
     if not rows:
@@ -124,7 +126,9 @@ def _tiles_from_index(index_location, wgs84, request, log, client):
             continue
         tiles.append(aef.open_tile(location))
     if not tiles:
-        raise GeoEmbedError(f"None of the {len(rows)} tile(s) covering the extent exist in the mirror; download them or use the public SOURCE.")
+        raise GeoEmbedError(
+            f"None of the {len(rows)} tile(s) covering the extent exist in the mirror; download them or use the public SOURCE."
+        )
     return tiles, year
 
 

@@ -1,0 +1,1 @@
+"""Tools layer: pure functions on embedding blocks (numpy only; no qgis)."""

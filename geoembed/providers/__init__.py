@@ -1,0 +1,1 @@
+"""The QGIS Processing provider: algorithms translate parameters and call loaders/analysis."""

@@ -1,0 +1,100 @@
+"""What every GeoEmbed algorithm shares: naming, help, and turning failures into one-line errors."""
+
+import traceback
+
+from qgis.core import QgsCoordinateReferenceSystem, QgsProcessingAlgorithm, QgsProcessingException
+from qgis.PyQt.QtCore import QCoreApplication
+from qgis.PyQt.QtGui import QIcon
+
+from .. import __about__
+from ..loaders.errors import GeoEmbedError
+
+HELP_DIR = __about__.PLUGIN_DIR / "resources" / "help"
+ICON = str(__about__.PLUGIN_DIR / "resources" / "icons" / "geoembed.svg")
+
+
+class FeedbackLog:
+    """The loaders' log interface on top of a QgsProcessingFeedback."""
+
+    def __init__(self, feedback):
+        self.feedback = feedback
+
+    def info(self, message):
+        self.feedback.pushInfo(message)
+
+    def warning(self, message):
+        if hasattr(self.feedback, "pushWarning"):
+            self.feedback.pushWarning(message)
+        else:  # pragma: no cover - QGIS < 3.16
+            self.feedback.reportError(message, False)
+
+    def progress(self, fraction):
+        self.feedback.setProgress(100.0 * fraction)
+
+    def is_cancelled(self):
+        return self.feedback.isCanceled()
+
+
+class GeoEmbedAlgorithm(QgsProcessingAlgorithm):
+    """Subclasses set NAME, DISPLAY_NAME, GROUP, GROUP_ID and implement run()."""
+
+    NAME = ""
+    DISPLAY_NAME = ""
+    GROUP = ""
+    GROUP_ID = ""
+
+    def name(self):
+        return self.NAME
+
+    def displayName(self):  # noqa: N802 - QGIS API
+        return self.tr(self.DISPLAY_NAME)
+
+    def group(self):
+        return self.tr(self.GROUP)
+
+    def groupId(self):  # noqa: N802
+        return self.GROUP_ID
+
+    def icon(self):
+        return QIcon(ICON)
+
+    def createInstance(self):  # noqa: N802
+        return type(self)()
+
+    def tr(self, text):
+        return QCoreApplication.translate("GeoEmbed", text)
+
+    def shortHelpString(self):  # noqa: N802
+        path = HELP_DIR / f"{self.NAME}.html"
+        return path.read_text(encoding="utf-8") if path.exists() else ""
+
+    def helpUrl(self):  # noqa: N802
+        return f"{__about__.__uri_repository__}#geoembed{self.NAME}"
+
+    def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
+        try:
+            return self.run(parameters, context, feedback)
+        except QgsProcessingException:
+            raise
+        except GeoEmbedError as exc:
+            raise QgsProcessingException(str(exc)) from None
+        except MemoryError:
+            raise QgsProcessingException("Out of memory; use a smaller EXTENT or a coarser RESOLUTION.") from None
+        except OSError as exc:
+            where = f" ({exc.filename})" if exc.filename else ""
+            raise QgsProcessingException(f"{exc.strerror or exc}{where}; check the path and free disk space.") from None
+        except Exception as exc:  # a bug: keep the details in the log, give the user one line
+            feedback.pushDebugInfo(traceback.format_exc())
+            raise QgsProcessingException(
+                f"Unexpected error ({type(exc).__name__}: {exc}); please report it at {__about__.__uri_tracker__}."
+            ) from None
+
+    def run(self, parameters, context, feedback):
+        raise NotImplementedError
+
+
+def crs_to_string(crs):
+    """'EPSG:n' when QGIS knows an EPSG id, else WKT (both understood by pyproj and GDAL)."""
+    if crs.authid().upper().startswith("EPSG:"):
+        return crs.authid()
+    return crs.toWkt(QgsCoordinateReferenceSystem.WKT_PREFERRED)

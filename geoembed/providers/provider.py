@@ -1,0 +1,37 @@
+"""Processing provider 'geoembed'."""
+
+from qgis.core import QgsProcessingProvider
+from qgis.PyQt.QtGui import QIcon
+
+from .. import __about__
+from .load import LoadAlgorithm
+
+ALGORITHMS = (LoadAlgorithm,)
+ICON = str(__about__.PLUGIN_DIR / "resources" / "icons" / "geoembed.svg")
+
+
+class GeoEmbedProvider(QgsProcessingProvider):
+    def id(self):
+        return "geoembed"
+
+    def name(self):
+        return "GeoEmbed"
+
+    def longName(self):  # noqa: N802 - QGIS API
+        return f"GeoEmbed {__about__.__version__}"
+
+    def versionInfo(self):  # noqa: N802
+        return __about__.__version__
+
+    def icon(self):
+        return QIcon(ICON)
+
+    def loadAlgorithms(self):  # noqa: N802
+        for algorithm in ALGORITHMS:
+            self.addAlgorithm(algorithm())
+
+    def supportedOutputRasterLayerExtensions(self):  # noqa: N802
+        return ["tif"]
+
+    def defaultRasterFileExtension(self):  # noqa: N802
+        return "tif"

@@ -1,0 +1,1 @@
+"""Desktop GUI: menu, toolbar (and later the dock panel); only imported when iface exists."""
