@@ -1,0 +1,18 @@
+"""Shared fixtures: one sample AEF mirror per test session, written in the published layout."""
+
+import pytest
+
+from tests.fixtures.aef import build_mirror, sample_specs
+
+
+@pytest.fixture(scope="session")
+def aef_mirror(tmp_path_factory):
+    """Root folder holding v1/annual/{year}/{zone}/*.tiff, aef_index.parquet and aef_index.csv."""
+    root = tmp_path_factory.mktemp("aef-mirror")
+    build_mirror(root)
+    return root
+
+
+@pytest.fixture(scope="session")
+def aef_specs():
+    return sample_specs()
