@@ -124,6 +124,7 @@ class atomic_file:  # noqa: N801 - used like open()
         self.dest.parent.mkdir(parents=True, exist_ok=True)
         fd, self.tmp = tempfile.mkstemp(prefix=f".{self.dest.name}.", suffix=".partial", dir=self.dest.parent)
         os.close(fd)
+        os.chmod(self.tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual permissions
         return self.tmp
 
     def __exit__(self, exc_type, exc, tb):
@@ -134,6 +135,12 @@ class atomic_file:  # noqa: N801 - used like open()
         elif os.path.exists(self.tmp):
             os.remove(self.tmp)
         return False
+
+
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def cached_copy(url, validate, client=None, cache_dir=None, max_age=CACHE_MAX_AGE_S, log=None):
