@@ -138,9 +138,15 @@ class atomic_file:  # noqa: N801 - used like open()
 
 
 def _umask():
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+    """The process umask, read without os.umask(), which would briefly change it for every thread."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    return 0o022
 
 
 def cached_copy(url, validate, client=None, cache_dir=None, max_age=CACHE_MAX_AGE_S, log=None):
