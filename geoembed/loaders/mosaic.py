@@ -61,12 +61,13 @@ class TileMosaic(EmbeddingRaster):
         src_cols, src_rows = cols[tc0:tc1], rows[tr0:tr1]
         c0, r0 = src_cols.min(), src_rows.min()
         raw = tile.read(c0, r0, src_cols.max() - c0 + 1, src_rows.max() - r0 + 1)
-        gathered = raw[:, src_rows - r0][:, :, src_cols - c0]
+        gathered = raw[:, _as_slice(src_rows - r0)][:, :, _as_slice(src_cols - c0)]
         decoded, ok = tile.decode(gathered)
-        take = ok & ~valid[tr0:tr1, tc0:tc1]
+        target_valid = valid[tr0:tr1, tc0:tc1]
+        take = ok & ~target_valid
         target = values[:, tr0:tr1, tc0:tc1]
-        target[:, take] = decoded[:, take]
-        valid[tr0:tr1, tc0:tc1] |= take
+        np.copyto(target, decoded, where=take[np.newaxis])  # far faster than boolean fancy indexing
+        target_valid |= take
 
     def _fill_general(self, tile, sub, values, valid):
         """Any CRS: reproject every pixel centre into the tile and take the pixel containing it."""
@@ -90,6 +91,18 @@ class TileMosaic(EmbeddingRaster):
         target_rows, target_cols = target_rows[ok], target_cols[ok]
         values[:, target_rows, target_cols] = decoded[:, ok]
         valid[target_rows, target_cols] = True
+
+
+def _as_slice(indices):
+    """A slice (a view, no copy) when indices step by +1 or -1 (aligned grids, also south-up), else the indices."""
+    if len(indices) > 1:
+        step = indices[1] - indices[0]
+        if step in (1, -1) and np.all(np.diff(indices) == step):
+            stop = indices[-1] + step
+            return slice(indices[0], None if stop < 0 else stop, step)
+    elif len(indices) == 1:
+        return slice(indices[0], indices[0] + 1)
+    return indices
 
 
 def _overlaps(a, b):

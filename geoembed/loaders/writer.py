@@ -30,7 +30,9 @@ def creation_options():
         "BLOCKXSIZE=256",
         "BLOCKYSIZE=256",
         f"COMPRESS={compression()}",
+        "ZSTD_LEVEL=1",  # fast; higher levels cost much time for little size on Float32 embeddings
         "PREDICTOR=3",
+        "NUM_THREADS=ALL_CPUS",
         "INTERLEAVE=BAND",  # QGIS draws 3 bands; band interleave lets it skip the other 61
         "BIGTIFF=IF_SAFER",
     ]
@@ -90,7 +92,7 @@ def write_geotiff(raster, path, progress=None, is_cancelled=None, block=BLOCK):
             if is_cancelled and is_cancelled():
                 raise Cancelled()
             values = data.values
-            values[:, ~data.valid] = NODATA
+            np.copyto(values, np.float32(NODATA), where=~data.valid[np.newaxis])
             for index, band in enumerate(bands):
                 band.WriteArray(np.ascontiguousarray(values[index]), window.col, window.row)
             if progress:
