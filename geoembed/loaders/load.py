@@ -46,6 +46,8 @@ class PrintLog:
 
 def detect_product(source):
     """(product id, reason) for PRODUCT=auto."""
+    if not source:
+        return "aef", "no SOURCE (the public AlphaEarth copy is the default)"
     reason = aef.looks_like_aef(source)
     if reason:
         return "aef", reason
