@@ -1,6 +1,11 @@
 """Shared fixtures: one sample AEF mirror per test session, written in the published layout."""
 
+import os
+
 import pytest
+
+# Headless Qt for every tier; set here (an initial conftest) so it holds before pytest-qgis starts QGIS.
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 from tests.fixtures.aef import build_mirror, sample_specs
 

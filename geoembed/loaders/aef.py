@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from . import catalog
-from .errors import GeoEmbedError
+from .errors import GeoEmbedError, RemoteError
 from .gdal_io import crs_string, is_signed_byte, open_raster, read_window
 from .geoparquet import geometry_column, is_parquet, open_parquet, pyarrow_parquet, wkb_bounds
 from .remote import cached_copy, is_url, join, parent
@@ -220,27 +220,22 @@ def classify_source(source, client=None):
     return "tiles", tiles
 
 
-def looks_like_aef(source):
-    """A short reason when SOURCE looks like AEF data (used by PRODUCT=auto), else None."""
-    try:
-        kind, value = classify_source(source)
-    except GeoEmbedError:
-        return None
+def recognise(kind, value):
+    """A short reason when a classified SOURCE holds AEF data (used by PRODUCT=auto), else None."""
     if kind == "tiles":
         return f"{len(value)} AEF tile(s) named {{EEID}}-{{YOFF}}-{{XOFF}}.tiff"
     if kind == "index":
-        if not is_url(value) and not is_parquet(value):
+        local = not is_url(value)
+        if local and (not is_parquet(value) or not {"path", "year", "utm_zone"} <= set(open_parquet(value).schema_arrow.names)):
             return None
-        if not is_url(value):
-            names = open_parquet(value).schema_arrow.names
-            if not {"path", "year", "utm_zone"} <= set(names):
-                return None
         return f"an AEF tile index ({os.path.basename(value.rstrip('/'))})"
     name = os.path.basename(value.rstrip("/"))
     if TILE_NAME.match(name):
         return f"an AEF tile name ({name})"
     try:
-        open_tile(value)
+        open_tile(value).close()
+    except RemoteError:
+        raise
     except GeoEmbedError:
         return None
     return "64 signed 8-bit bands"

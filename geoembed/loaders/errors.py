@@ -10,3 +10,7 @@ class Cancelled(GeoEmbedError):  # noqa: N818 - reads better at call sites
 
     def __init__(self, message="Cancelled by the user; no output was written."):
         super().__init__(message)
+
+
+class RemoteError(GeoEmbedError):
+    """A remote location could not be reached or read (network, server), as opposed to bad content."""

@@ -44,11 +44,11 @@ class PrintLog:
         print("Warning:", message)
 
 
-def detect_product(source):
-    """(product id, reason) for PRODUCT=auto."""
+def detect_product(source, classified):
+    """(product id, reason) for PRODUCT=auto; classified is aef.classify_source(source)."""
     if not source:
         return "aef", "no SOURCE (the public AlphaEarth copy is the default)"
-    reason = aef.looks_like_aef(source)
+    reason = aef.recognise(*classified)
     if reason:
         return "aef", reason
     valid = ", ".join(catalog.PRODUCTS)
@@ -60,11 +60,14 @@ def run(request, log=None, progress=None, is_cancelled=None, client=None):
     log = log or PrintLog()
     check_destination(request.output)
     product_id = request.product or "auto"
+    if product_id != "auto":
+        catalog.product(product_id)  # unknown ids get the list of valid ones
+    # Classifying first makes a missing path or an unreachable URL say so, whatever PRODUCT is.
+    classified = aef.classify_source(request.source, client)
     if product_id == "auto":
-        product_id, reason = detect_product(request.source)
+        product_id, reason = detect_product(request.source, classified)
         log.info(f"PRODUCT=auto: found {reason}, so reading it as {catalog.product(product_id).name} ({product_id}).")
-    catalog.product(product_id)  # unknown ids get the list of valid ones
-    mosaic = plan_aef(request, log, client)
+    mosaic = plan_aef(request, log, classified)
     try:
         write_geotiff(mosaic, request.output, progress, is_cancelled)
     finally:
@@ -72,11 +75,11 @@ def run(request, log=None, progress=None, is_cancelled=None, client=None):
     return LoadResult(request.output, product_id, mosaic.grid, mosaic.provenance)
 
 
-def plan_aef(request, log, client=None):
+def plan_aef(request, log, classified=None, client=None):
     """A TileMosaic of the AEF tiles that cover the request, on the requested grid."""
     if not request.source:
         log.info(f"No SOURCE given: reading the public AEF copy at {aef.DEFAULT_ROOT}.")
-    kind, value = aef.classify_source(request.source, client)
+    kind, value = classified or aef.classify_source(request.source, client)
     wgs84 = transform_bounds(request.extent_crs, "EPSG:4326", request.extent) if request.extent else None
     if kind == "index":
         tiles, year = _tiles_from_index(value, wgs84, request, log, client)

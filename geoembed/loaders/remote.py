@@ -11,7 +11,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from .errors import GeoEmbedError
+from .errors import GeoEmbedError, RemoteError
 
 USER_AGENT = "GeoEmbed (QGIS plugin)"
 TIMEOUT = (10, 60)  # connect, read (seconds)
@@ -80,7 +80,7 @@ class HttpClient:
                 response.close()
             if attempt < self.retries:
                 time.sleep(self.backoff * 2**attempt)
-        raise GeoEmbedError(f"Cannot reach {url} ({last} after {self.retries + 1} tries); check the address and your network.")
+        raise RemoteError(f"Cannot reach {url} ({last} after {self.retries + 1} tries); check the address and your network.")
 
     def exists(self, url):
         """True for 2xx, False for 404/403/410; other failures raise."""
@@ -90,7 +90,7 @@ class HttpClient:
             return True
         if response.status_code in (403, 404, 410):
             return False
-        raise GeoEmbedError(f"Cannot read {url} (HTTP {response.status_code}); check the address.")
+        raise RemoteError(f"Cannot read {url} (HTTP {response.status_code}); check the address.")
 
     def download(self, url, dest, headers=None):
         """Stream a URL into dest atomically; returns the response headers, or None for 304 Not Modified."""
