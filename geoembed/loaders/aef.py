@@ -188,6 +188,11 @@ def classify_source(source, client=None):
     if not source:
         source = DEFAULT_ROOT
     lower = source.lower().rstrip("/")
+    if not is_url(source) and not os.path.exists(source):
+        raise GeoEmbedError(
+            f"SOURCE {source} does not exist; give an AEF tile (.tiff), an {INDEX_NAME}, "
+            "a folder mirroring v1/annual/, or an http(s) URL."
+        )
     if lower.endswith(".parquet"):
         return "index", source
     if lower.endswith((".tif", ".tiff", ".vrt")):
@@ -204,11 +209,6 @@ def classify_source(source, client=None):
                 return "index", candidate
         raise GeoEmbedError(f"No {INDEX_NAME} at {candidates[0]} or {candidates[1]}; give the URL of an AEF index or tile.")
     folder = Path(source)
-    if not folder.exists():
-        raise GeoEmbedError(
-            f"SOURCE {source} does not exist; give an AEF tile (.tiff), an {INDEX_NAME}, "
-            "a folder mirroring v1/annual/, or an http(s) URL."
-        )
     if folder.is_file():
         return "tile", source
     for candidate in (folder / INDEX_NAME, folder / LAYOUT_MARKER / INDEX_NAME, folder / "annual" / INDEX_NAME):

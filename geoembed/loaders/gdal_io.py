@@ -58,7 +58,7 @@ def remote_options():
 def open_raster(location):
     """Open a raster read-only; raise GeoEmbedError naming the file and GDAL's reason."""
     with remote_options(), gdal_errors() as messages:
-        dataset = gdal.OpenEx(gdal_path(location), gdal.OF_RASTER | gdal.OF_READONLY)
+        dataset = gdal.OpenEx(gdal_path(location), gdal.OF_RASTER | gdal.OF_READONLY | gdal.OF_VERBOSE_ERROR)
     if dataset is None:
         reason = messages[-1] if messages else "not a raster GDAL can read"
         raise GeoEmbedError(f"Cannot open raster {location}: {reason}.")

@@ -36,7 +36,10 @@ class FeedbackLog:
 
 
 class GeoEmbedAlgorithm(QgsProcessingAlgorithm):
-    """Subclasses set NAME, DISPLAY_NAME, GROUP, GROUP_ID and implement run()."""
+    """Subclasses set NAME, DISPLAY_NAME, GROUP, GROUP_ID and implement execute().
+
+    (Not run(): that name belongs to QgsProcessingAlgorithm, and processing.run() calls it.)
+    """
 
     NAME = ""
     DISPLAY_NAME = ""
@@ -73,7 +76,7 @@ class GeoEmbedAlgorithm(QgsProcessingAlgorithm):
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
         try:
-            return self.run(parameters, context, feedback)
+            return self.execute(parameters, context, feedback)
         except QgsProcessingException:
             raise
         except GeoEmbedError as exc:
@@ -89,7 +92,7 @@ class GeoEmbedAlgorithm(QgsProcessingAlgorithm):
                 f"Unexpected error ({type(exc).__name__}: {exc}); please report it at {__about__.__uri_tracker__}."
             ) from None
 
-    def run(self, parameters, context, feedback):
+    def execute(self, parameters, context, feedback):
         raise NotImplementedError
 
 

@@ -12,8 +12,7 @@ from qgis.core import (
     QgsProcessingParameterString,
 )
 
-from ..loaders import catalog
-from ..loaders.load import LoadRequest, run
+from ..loaders import catalog, load
 from .base import FeedbackLog, GeoEmbedAlgorithm, crs_to_string
 from .quicklook import render_quicklook
 from .styles import EmbeddingStyler
@@ -70,9 +69,9 @@ class LoadAlgorithm(GeoEmbedAlgorithm):
             return False, f"Unknown product '{product}'; valid PRODUCT values are: {', '.join(PRODUCT_CHOICES)}."
         return super().checkParameterValues(parameters, context)
 
-    def run(self, parameters, context, feedback):
+    def execute(self, parameters, context, feedback):
         log = FeedbackLog(feedback)
-        request = LoadRequest(
+        request = load.LoadRequest(
             output=self.parameterAsOutputLayer(parameters, "OUTPUT", context),
             product=self.parameterAsEnumString(parameters, "PRODUCT", context) or "auto",
             source=(self.parameterAsString(parameters, "SOURCE", context) or "").strip() or None,
@@ -90,7 +89,7 @@ class LoadAlgorithm(GeoEmbedAlgorithm):
         if _given(parameters, "CRS") and crs.isValid():
             request.crs = crs_to_string(crs)
         feedback.setProgressText(self.tr("Reading, mosaicking and writing blocks"))
-        result = run(request, log, progress=lambda f: log.progress(0.95 * f), is_cancelled=log.is_cancelled)
+        result = load.run(request, log, progress=lambda f: log.progress(0.95 * f), is_cancelled=log.is_cancelled)
         outputs = {"OUTPUT": result.output, "PRODUCT": result.product, "YEAR": result.provenance.year, "CRS": result.grid.crs}
         quicklook = self.parameterAsFileOutput(parameters, "QUICKLOOK", context) if _given(parameters, "QUICKLOOK") else ""
         if quicklook:

@@ -1,7 +1,9 @@
 """pytest-qgis tier: Processing initialised once, the GeoEmbed provider registered like qgis_process does it."""
 
 import pytest
-from qgis.core import QgsApplication
+from qgis.core import QgsApplication, QgsRasterLayer
+
+from .helpers import RUNNERS, case_setup
 
 PROVIDER_ID = "geoembed"
 
@@ -22,9 +24,9 @@ def geoembed_session(qgis_processing):  # noqa: ARG001 - initialises the Process
     plugin.unload()
 
 
-@pytest.fixture()
+@pytest.fixture(autouse=True)
 def geoembed_provider(geoembed_session):
-    """The registered provider; re-registers it if a wiring test unloaded the session plugin."""
+    """The registered provider, before every test (re-registered if a wiring test unloaded the session plugin)."""
     registry = QgsApplication.processingRegistry()
     if registry.providerById(PROVIDER_ID) is None:
         geoembed_session.provider = None
@@ -49,3 +51,41 @@ def tile_2024_31n(annual_dir, aef_specs):
     """(spec, path) of the 2024 31N tile with the nodata box."""
     spec = next(s for s in aef_specs if s.year == 2024 and s.zone == "31N" and s.nodata_boxes)
     return spec, annual_dir / spec.relative_path
+
+
+@pytest.fixture(scope="session")
+def load_once(tmp_path_factory):
+    """load(parameters, runner_name) -> (output path, results); each distinct run happens once per session."""
+    cache = {}
+
+    def load(parameters, runner_name):
+        key = (tuple(sorted((k, str(v)) for k, v in parameters.items())), runner_name)
+        if key not in cache:
+            output = tmp_path_factory.mktemp("load") / "embeddings.tif"
+            try:
+                cache[key] = (output, RUNNERS[runner_name]({**parameters, "OUTPUT": str(output)}), None)
+            except Exception as exc:  # remembered, so every test of this run reports the same failure
+                cache[key] = (None, None, exc)
+        output, results, exc = cache[key]
+        if exc is not None:
+            raise exc
+        return output, results
+
+    return load
+
+
+@pytest.fixture()
+def load_case(load_once, aef_mirror, aef_specs, tile_2024_31n):
+    """load_case(case, product, runner): run it (once per session) and open the OUTPUT as a QgsRasterLayer.
+
+    Called inside the tests, so that a run that raises fails the test instead of erroring its setup.
+    """
+
+    def load(case, product, runner):
+        parameters, specs, crs, extent = case_setup(case, aef_mirror, aef_specs, tile_2024_31n)
+        output, results = load_once({"PRODUCT": product, **parameters}, runner)
+        layer = QgsRasterLayer(str(output), "embeddings", "gdal")
+        assert layer.isValid(), f"QGIS cannot open {output}"
+        return {"layer": layer, "output": output, "results": results, "specs": specs, "crs": crs, "extent": extent}
+
+    return load
