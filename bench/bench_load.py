@@ -74,12 +74,17 @@ def geoembed_load(tile, out):
     run(LoadRequest(output=str(out), product="aef", source=str(tile)), log=Quiet())
 
 
+def peak_rss_kib():
+    """VmHWM of this process: unlike ru_maxrss it does not inherit the parent's peak across fork + exec."""
+    with open("/proc/self/status", encoding="ascii") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
+
+
 def measure(kind, tile, out):
     """Run one measurement in a child process; returns (seconds, peak RSS in MiB)."""
     code = (
-        f"import sys, time, resource; sys.path.insert(0, {str(ROOT)!r}); import bench.bench_load as b; "
-        f"t = time.perf_counter(); b.{kind}(*sys.argv[1:]); "
-        "print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
+        f"import sys, time; sys.path.insert(0, {str(ROOT)!r}); import bench.bench_load as b; "
+        f"t = time.perf_counter(); b.{kind}(*sys.argv[1:]); print(time.perf_counter() - t, b.peak_rss_kib())"
     )
     args = [sys.executable, "-c", code, str(tile)] + ([str(out)] if out else [])
     result = subprocess.run(args, capture_output=True, text=True, check=True, env={**os.environ, "GDAL_CACHEMAX": "256"})
