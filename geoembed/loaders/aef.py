@@ -31,8 +31,11 @@ DEQUANT_LUT = (np.sign(_codes) * (_codes / 127.5) ** 2).astype(np.float32)
 
 
 def dequantize(q):
-    """Float32 values of int8 codes (nodata codes give -1.0; mask them with valid_mask)."""
-    return DEQUANT_LUT[np.asarray(q).view(np.uint8)]
+    """Float32 values of int8 codes, of any integer type (the nodata code -128 gives a value too: mask it with valid_mask)."""
+    q = np.asarray(q)
+    if q.dtype != np.int8:
+        q = q.astype(np.int8)
+    return DEQUANT_LUT[q.view(np.uint8)]
 
 
 def quantize(values):

@@ -5,7 +5,7 @@ from contextlib import contextmanager
 import numpy as np
 from osgeo import gdal, osr
 
-from .errors import GeoEmbedError
+from .errors import GeoEmbedError, RemoteError
 from .remote import is_url
 
 # Remote rasters are read with HTTP range requests; these keep GDAL from probing sidecar files
@@ -61,7 +61,8 @@ def open_raster(location):
         dataset = gdal.OpenEx(gdal_path(location), gdal.OF_RASTER | gdal.OF_READONLY | gdal.OF_VERBOSE_ERROR)
     if dataset is None:
         reason = messages[-1] if messages else "not a raster GDAL can read"
-        raise GeoEmbedError(f"Cannot open raster {location}: {reason}.")
+        error = RemoteError if is_url(location) else GeoEmbedError  # a URL GDAL cannot open is a remote problem
+        raise error(f"Cannot open raster {location}: {reason}.")
     return dataset
 
 

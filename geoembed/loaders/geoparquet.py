@@ -76,11 +76,12 @@ def _walk_wkb(buf, offset, xs, ys):
     (gtype,) = struct.unpack_from(order + "I", buf, offset + 1)
     offset += 5
     has_srid = bool(gtype & 0x20000000)
-    has_z = bool(gtype & 0x80000000) or (gtype % 10000) // 1000 in (1, 3)
-    has_m = bool(gtype & 0x40000000) or (gtype % 10000) // 1000 in (2, 3)
+    code = gtype & 0x0FFFFFFF  # without the EWKB flag bits; ISO WKB adds 1000 (Z), 2000 (M), 3000 (ZM)
+    has_z = bool(gtype & 0x80000000) or code // 1000 in (1, 3)
+    has_m = bool(gtype & 0x40000000) or code // 1000 in (2, 3)
     if has_srid:
         offset += 4
-    base = (gtype & 0x0FFFFFFF) % 1000
+    base = code % 1000
     ndim = 2 + has_z + has_m
     if base == 1:  # point
         x, y = struct.unpack_from(order + "dd", buf, offset)

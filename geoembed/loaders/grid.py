@@ -86,6 +86,11 @@ def grid_from_bounds(crs, bounds, res_x, res_y=None):
     return Grid(crs, col0 * res_x, row1 * res_y, res_x, res_y, width, height)
 
 
+def boxes_overlap(a, b):
+    """True when two (xmin, ymin, xmax, ymax) boxes share some area."""
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
 def invert_geotransform(gt):
     """Inverse of a GDAL geotransform (any orientation, rotation allowed)."""
     c, a, b, f, d, e = gt

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 from . import aef, catalog
 from .errors import GeoEmbedError
-from .grid import grid_from_bounds, metres_to_crs_units, same_crs, transform_bounds, utm_crs_for
+from .grid import boxes_overlap, grid_from_bounds, metres_to_crs_units, same_crs, transform_bounds, utm_crs_for
 from .model import Provenance
 from .mosaic import TileMosaic
 from .writer import check_destination, write_geotiff
@@ -84,7 +84,7 @@ def plan_aef(request, log, classified=None, client=None):
     if kind == "index":
         tiles, year = _tiles_from_index(value, wgs84, request, log, client)
     elif kind == "tiles":
-        tiles, year = _tiles_from_folder(value, request, log)
+        tiles, year = _tiles_from_folder(value, wgs84, request, log)
     else:
         tiles = [aef.open_tile(value)]
         year = tiles[0].year
@@ -137,8 +137,12 @@ def _tiles_from_index(index_location, wgs84, request, log, client):
     return tiles, year
 
 
-def _tiles_from_folder(locations, request, log):
+def _tiles_from_folder(locations, wgs84, request, log):
     tiles = [aef.open_tile(location) for location in locations]
+    if wgs84 is not None:  # choose the year among the tiles under the extent, as with an index
+        tiles = [tile for tile in tiles if boxes_overlap(transform_bounds(tile.crs, "EPSG:4326", tile.bounds), wgs84)]
+        if not tiles:
+            raise GeoEmbedError(f"No AEF tile covers the extent {_fmt(wgs84)} (lon/lat) in the folder; check EXTENT and its CRS.")
     years = sorted({tile.year for tile in tiles if tile.year is not None})
     year = request.year
     if year is None and len(years) > 1:
@@ -179,12 +183,7 @@ def _target_grid(tiles, request, wgs84):
 
 
 def _covering(tiles, grid, request):
-    xmin, ymin, xmax, ymax = grid.bounds
-    kept = []
-    for tile in tiles:
-        fx0, fy0, fx1, fy1 = transform_bounds(tile.crs, grid.crs, tile.bounds)
-        if fx0 < xmax and xmin < fx1 and fy0 < ymax and ymin < fy1:
-            kept.append(tile)
+    kept = [tile for tile in tiles if boxes_overlap(transform_bounds(tile.crs, grid.crs, tile.bounds), grid.bounds)]
     if not kept:
         raise GeoEmbedError(f"No AEF tile covers the extent {_fmt(request.extent)}; check EXTENT and its CRS.")
     return kept

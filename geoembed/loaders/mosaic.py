@@ -8,7 +8,7 @@ Orientation is handled by the tile's geotransform, so south-up tiles need no fli
 
 import numpy as np
 
-from .grid import invert_geotransform, same_crs, transform_bounds, transformer
+from .grid import boxes_overlap, invert_geotransform, same_crs, transform_bounds, transformer
 from .model import NODATA, EmbeddingBlock, EmbeddingRaster
 
 
@@ -31,7 +31,7 @@ class TileMosaic(EmbeddingRaster):
         values = np.full((self.band_count, window.height, window.width), NODATA, dtype=np.float32)
         valid = np.zeros((window.height, window.width), dtype=bool)
         for tile, footprint, aligned in zip(self.tiles, self._footprints, self._same_crs):
-            if not _overlaps(footprint, sub.bounds):
+            if not boxes_overlap(footprint, sub.bounds):
                 continue
             if aligned and tile.geotransform[2] == 0 and tile.geotransform[4] == 0:
                 self._fill_separable(tile, sub, values, valid)
@@ -103,7 +103,3 @@ def _as_slice(indices):
     elif len(indices) == 1:
         return slice(indices[0], indices[0] + 1)
     return indices
-
-
-def _overlaps(a, b):
-    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
