@@ -2,6 +2,8 @@
 
 from qgis.core import (
     QgsProcessingException,
+    QgsProcessingOutputNumber,
+    QgsProcessingOutputString,
     QgsProcessingParameterCrs,
     QgsProcessingParameterDefinition,
     QgsProcessingParameterEnum,
@@ -62,6 +64,9 @@ class LoadAlgorithm(GeoEmbedAlgorithm):
                 "QUICKLOOK", self.tr("PCA quicklook (PNG)"), fileFilter="PNG images (*.png)", optional=True, createByDefault=False
             )
         )
+        self.addOutput(QgsProcessingOutputString("PRODUCT", self.tr("Product id loaded")))
+        self.addOutput(QgsProcessingOutputNumber("YEAR", self.tr("Year loaded")))
+        self.addOutput(QgsProcessingOutputString("CRS", self.tr("CRS of the output")))
 
     def checkParameterValues(self, parameters, context):  # noqa: N802
         product = parameters.get("PRODUCT")
