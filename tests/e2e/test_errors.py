@@ -3,9 +3,9 @@
 import socket
 
 import pytest
-from osgeo import gdal, osr
 
 from tests.e2e.helpers import leftovers, load_args, output_of
+from tests.fixtures.rasters import write_not_aef_tiff
 
 EXTENT = "5.975,6.02,44.99,45.02 [EPSG:4326]"
 
@@ -17,17 +17,7 @@ def _closed_port():
 
 
 def _not_aef_tiff(folder):
-    """A perfectly good GeoTIFF that is not an AEF tile: 3 Float32 bands."""
-    path = folder / "three_bands.tif"
-    dataset = gdal.GetDriverByName("GTiff").Create(str(path), 16, 16, 3, gdal.GDT_Float32)
-    dataset.SetGeoTransform((700000.0, 10.0, 0.0, 4990000.0, 0.0, -10.0))
-    srs = osr.SpatialReference()
-    srs.ImportFromEPSG(32631)
-    dataset.SetProjection(srs.ExportToWkt())
-    for index in range(3):
-        dataset.GetRasterBand(index + 1).Fill(index + 0.5)
-    dataset = None
-    return path
+    return write_not_aef_tiff(folder / "three_bands.tif")
 
 
 # id: (parameters built from (mirror root, tmp folder), words the error line must contain)

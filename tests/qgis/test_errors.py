@@ -1,8 +1,9 @@
 """Failures: a QgsProcessingException with one line that says what is wrong, and nothing left on disk."""
 
 import pytest
-from osgeo import gdal, osr
 from qgis.core import QgsProcessingException
+
+from tests.fixtures.rasters import write_not_aef_tiff
 
 from .helpers import EXTENT, RUNNERS, error_message
 
@@ -21,15 +22,7 @@ def out_dir(tmp_path):
 @pytest.fixture()
 def not_aef_tif(tmp_path):
     """A georeferenced 3-band Float32 GeoTIFF with an AEF-like name."""
-    path = tmp_path / "x0123456789abcdef-0000000000-0000000000.tiff"
-    dataset = gdal.GetDriverByName("GTiff").Create(str(path), 16, 16, 3, gdal.GDT_Float32)
-    dataset.SetGeoTransform((734440.0, 10.0, 0.0, 4988600.0, 0.0, -10.0))
-    srs = osr.SpatialReference()
-    srs.ImportFromEPSG(32631)
-    dataset.SetProjection(srs.ExportToWkt())
-    for band in range(1, 4):
-        dataset.GetRasterBand(band).Fill(0.5)
-    dataset = None
+    path = write_not_aef_tiff(tmp_path / "x0123456789abcdef-0000000000-0000000000.tiff")
     return path
 
 

@@ -7,12 +7,13 @@ import shutil
 
 import numpy as np
 import pytest
-from osgeo import gdal, osr
+from osgeo import gdal
 
 from geoembed.loaders.aef import classify_source
 from geoembed.loaders.errors import Cancelled, GeoEmbedError
 from geoembed.loaders.load import LoadRequest, detect_product, plan_aef, run
 from tests.fixtures.aef import PATCH_DEG
+from tests.fixtures.rasters import write_not_aef_tiff
 from tests.unit.helpers import (
     QuietLog,
     assert_one_line,
@@ -45,15 +46,7 @@ def tile_folder(aef_mirror, tmp_path_factory):
 @pytest.fixture(scope="module")
 def not_aef(tmp_path_factory):
     """A 3-band Float32 GeoTIFF (a plain image, not AEF)."""
-    path = tmp_path_factory.mktemp("not-aef") / "image.tif"
-    dataset = gdal.GetDriverByName("GTiff").Create(str(path), 8, 8, 3, gdal.GDT_Float32)
-    dataset.SetGeoTransform((500000.0, 10.0, 0.0, 5000000.0, 0.0, -10.0))
-    srs = osr.SpatialReference()
-    srs.ImportFromEPSG(32631)
-    dataset.SetProjection(srs.ExportToWkt())
-    for index in range(3):
-        dataset.GetRasterBand(index + 1).WriteArray(np.full((8, 8), index, dtype=np.float32))
-    dataset = None
+    path = write_not_aef_tiff(tmp_path_factory.mktemp("not-aef") / "image.tif", size=8, west=500000.0, north=5000000.0)
     return path
 
 
