@@ -217,7 +217,10 @@ def classify_source(source, client=None):
     for candidate in (folder / INDEX_NAME, folder / LAYOUT_MARKER / INDEX_NAME, folder / "annual" / INDEX_NAME):
         if candidate.is_file():
             return "index", str(candidate)
-    tiles = sorted(str(p) for p in folder.rglob("*") if p.is_file() and TILE_NAME.match(p.name))
+    found = [p for p in folder.rglob("*") if p.is_file() and TILE_NAME.match(p.name)]
+    # Source Cooperative puts a north-up .vrt beside every .tiff: read each tile once, from the .tiff.
+    tiffs = {p.with_suffix("") for p in found if p.suffix.lower() != ".vrt"}
+    tiles = sorted(str(p) for p in found if p.suffix.lower() != ".vrt" or p.with_suffix("") not in tiffs)
     if not tiles:
         raise GeoEmbedError(f"No {INDEX_NAME} and no AEF tiles ({{EEID}}-{{YOFF}}-{{XOFF}}.tiff) under {source}.")
     return "tiles", tiles

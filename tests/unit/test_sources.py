@@ -507,3 +507,17 @@ def test_read_error_midway_leaves_no_output(aef_mirror, aef_specs, tmp_path):
     assert spec.name in assert_one_line(info.value)
     assert len(progress) == 1  # the first block was written before the failure
     assert leftovers(out) == []
+
+
+def test_folder_scan_reads_each_tile_once_when_vrt_siblings_exist(aef_mirror, tmp_path):
+    """Source Cooperative ships a north-up .vrt next to every .tiff; the scan must not list a tile twice."""
+    folder = tmp_path / "with-vrt"
+    shutil.copytree(aef_mirror / "v1" / "annual" / "2024" / "31N", folder / "2024" / "31N")
+    tiffs = sorted((folder / "2024" / "31N").glob("*.tiff"))
+    for tiff in tiffs:
+        gdal.Translate(str(tiff.with_suffix(".vrt")), str(tiff), format="VRT")
+    lonely_vrt = folder / "2024" / "31N" / "x0000000000000000-0000000000-0000000000.vrt"
+    gdal.Translate(str(lonely_vrt), str(tiffs[0]), format="VRT")
+    kind, tiles = classify_source(str(folder))
+    assert kind == "tiles"
+    assert sorted(tiles) == sorted([str(t) for t in tiffs] + [str(lonely_vrt)])
