@@ -10,12 +10,13 @@ import re
 from pathlib import Path
 
 import numpy as np
+from osgeo import gdal
 
 from . import catalog
 from .errors import GeoEmbedError, RemoteError
 from .gdal_io import crs_string, is_signed_byte, open_raster, read_window
 from .geoparquet import geometry_column, is_parquet, open_parquet, pyarrow_parquet, wkb_bounds
-from .remote import cached_copy, is_url, join, parent
+from .remote import HttpClient, cached_copy, is_url, join, parent
 
 BAND_NAMES = tuple(f"A{i:02d}" for i in range(64))
 NODATA_Q = -128
@@ -92,8 +93,6 @@ def open_tile(location):
     dataset = open_raster(location)
     name = os.path.basename(location.rstrip("/"))
     if dataset.RasterCount != 64 or not is_signed_byte(dataset):
-        from osgeo import gdal
-
         dtype = gdal.GetDataTypeName(dataset.GetRasterBand(1).DataType) if dataset.RasterCount else "no"
         raise GeoEmbedError(
             f"{name} is not an AlphaEarth (aef) tile: expected 64 signed 8-bit bands, found "
@@ -127,7 +126,7 @@ def read_index(index_file, wgs84_bounds, year=None):
     pq = pyarrow_parquet()
     years = sorted({int(y) for y in pq.read_table(index_file, columns=["year"]).column("year").to_pylist()})
     if year is not None and year not in years:
-        raise GeoEmbedError(f"The AEF index has no tiles for {year}; available years: {_year_span(years)}.")
+        raise GeoEmbedError(f"The AEF index has no tiles for {year}; available years: {year_span(years)}.")
     west, south, east, north = wgs84_bounds
     wanted = ["path", "year"] + [c for c in ("crs", "utm_zone") if c in names]
     year_filter = [("year", "=", year)] if year is not None else []
@@ -156,7 +155,7 @@ def read_index(index_file, wgs84_bounds, year=None):
     return rows, years
 
 
-def _year_span(years):
+def year_span(years):
     if not years:
         return "none"
     if years == list(range(years[0], years[-1] + 1)):
@@ -203,8 +202,6 @@ def classify_source(source, client=None):
     if lower.endswith((".csv", ".gpkg")):
         raise GeoEmbedError(f"Use the GeoParquet index {INDEX_NAME} (it sits beside {os.path.basename(lower)}).")
     if is_url(source):
-        from .remote import HttpClient
-
         client = client or HttpClient()
         candidates = [join(source, LAYOUT_MARKER, INDEX_NAME), join(source, INDEX_NAME)]
         for candidate in candidates:

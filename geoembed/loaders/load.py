@@ -122,7 +122,7 @@ def _tiles_from_index(index_location, wgs84, request, log, client):
         raise GeoEmbedError(f"No AEF tile covers the extent {_fmt(wgs84)} (lon/lat) in {when}; check EXTENT and its CRS.")
     year = int(rows[0]["year"])
     if request.year is None:
-        log.info(f"YEAR not set: using {year}, the latest year with tiles here (the index has {aef._year_span(years)}).")
+        log.info(f"YEAR not set: using {year}, the latest year with tiles here (the index has {aef.year_span(years)}).")
     tiles = []
     for row in rows:
         location = aef.resolve_index_path(index_location, row["path"])
@@ -147,11 +147,11 @@ def _tiles_from_folder(locations, wgs84, request, log):
     year = request.year
     if year is None and len(years) > 1:
         year = years[-1]
-        log.info(f"YEAR not set: using {year}, the latest of the years found ({aef._year_span(years)}).")
+        log.info(f"YEAR not set: using {year}, the latest of the years found ({aef.year_span(years)}).")
     if year is not None:
         tiles = [tile for tile in tiles if tile.year in (year, None)]
         if not tiles:
-            raise GeoEmbedError(f"No AEF tiles for {year} in the folder; years found: {aef._year_span(years)}.")
+            raise GeoEmbedError(f"No AEF tiles for {year} in the folder; years found: {aef.year_span(years)}.")
     elif years:
         year = years[0]
     return tiles, year
