@@ -77,12 +77,11 @@ class AefTile:
         return self.geotransform[5] > 0
 
     def read(self, col, row, width, height):
-        array = read_window(self._dataset, self.location, col, row, width, height)
-        return array.view(np.int8) if array.dtype == np.uint8 else array
-
-    @staticmethod
-    def decode(raw):
-        return dequantize(raw), valid_mask(raw)
+        """De-quantised values and valid mask of a window, in the file's own row order."""
+        codes = read_window(self._dataset, self.location, col, row, width, height)
+        if codes.dtype == np.uint8:
+            codes = codes.view(np.int8)
+        return dequantize(codes), valid_mask(codes)
 
     def close(self):
         self._dataset = None

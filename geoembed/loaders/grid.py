@@ -70,20 +70,25 @@ class Grid:
         return math.floor((x - self.x0) / self.res_x), math.floor((self.y0 - y) / self.res_y)
 
 
-def grid_from_bounds(crs, bounds, res_x, res_y=None):
-    """The smallest grid snapped to multiples of the resolution that covers bounds."""
+def grid_from_bounds(crs, bounds, res_x, res_y=None, anchor=(0.0, 0.0)):
+    """The smallest grid covering bounds whose pixel edges fall on anchor + k * resolution.
+
+    Anchoring on a source raster's origin keeps a same-CRS output pixel-aligned with it, so
+    nearest neighbour copies pixels instead of hitting ties on pixel edges.
+    """
     res_y = res_x if res_y is None else res_y
     if not (res_x > 0 and res_y > 0):
         raise GeoEmbedError(f"Resolution must be positive, got {res_x} x {res_y}.")
+    ax, ay = anchor
     xmin, ymin, xmax, ymax = bounds
     # Snap outwards, tolerating float noise so that exact multiples stay put.
     eps = 1e-6
-    col0 = math.floor(xmin / res_x + eps)
-    col1 = math.ceil(xmax / res_x - eps)
-    row0 = math.floor(ymin / res_y + eps)
-    row1 = math.ceil(ymax / res_y - eps)
+    col0 = math.floor((xmin - ax) / res_x + eps)
+    col1 = math.ceil((xmax - ax) / res_x - eps)
+    row0 = math.floor((ymin - ay) / res_y + eps)
+    row1 = math.ceil((ymax - ay) / res_y - eps)
     width, height = max(col1 - col0, 1), max(row1 - row0, 1)
-    return Grid(crs, col0 * res_x, row1 * res_y, res_x, res_y, width, height)
+    return Grid(crs, ax + col0 * res_x, ay + row1 * res_y, res_x, res_y, width, height)
 
 
 def boxes_overlap(a, b):

@@ -1,9 +1,12 @@
 """Nearest-neighbour mosaic of source tiles (any CRS, any orientation) onto one north-up grid.
 
-Each output block maps its pixel centres into every overlapping tile, reads only the bounding
-window of source pixels it needs (GDAL then fetches only the internal blocks under it), gathers
-the nearest source pixel in the tile's own dtype and de-quantises just those values.
-Orientation is handled by the tile's geotransform, so south-up tiles need no flipping pass.
+Each output block maps its pixel centres into every overlapping tile, reads (and de-quantises)
+only the bounding window of source pixels it needs (GDAL then fetches only the internal blocks
+under it) and gathers the nearest source pixel. Orientation is handled by the tile's
+geotransform, so south-up tiles need no flipping pass.
+
+A tile provides crs, geotransform, width, height, bounds, close() and
+read(col, row, width, height) -> (float32 values (bands, rows, cols), bool valid (rows, cols)).
 """
 
 import numpy as np
@@ -13,7 +16,7 @@ from .model import NODATA, EmbeddingBlock, EmbeddingRaster
 
 
 class TileMosaic(EmbeddingRaster):
-    """An EmbeddingRaster over tiles providing crs, geotransform, width, height, bounds, read() and decode().
+    """An EmbeddingRaster over tiles (see the module docstring for what a tile provides).
 
     Where tiles overlap, the first tile in `tiles` with a valid pixel wins.
     """
@@ -60,9 +63,10 @@ class TileMosaic(EmbeddingRaster):
         tc0, tc1, tr0, tr1 = col_in[0], col_in[-1] + 1, row_in[0], row_in[-1] + 1
         src_cols, src_rows = cols[tc0:tc1], rows[tr0:tr1]
         c0, r0 = src_cols.min(), src_rows.min()
-        raw = tile.read(c0, r0, src_cols.max() - c0 + 1, src_rows.max() - r0 + 1)
-        gathered = raw[:, _as_slice(src_rows - r0)][:, :, _as_slice(src_cols - c0)]
-        decoded, ok = tile.decode(gathered)
+        window_values, window_valid = tile.read(c0, r0, src_cols.max() - c0 + 1, src_rows.max() - r0 + 1)
+        row_index, col_index = _as_slice(src_rows - r0), _as_slice(src_cols - c0)
+        decoded = window_values[:, row_index][:, :, col_index]
+        ok = window_valid[row_index][:, col_index]
         target_valid = valid[tr0:tr1, tc0:tc1]
         take = ok & ~target_valid
         target = values[:, tr0:tr1, tc0:tc1]
@@ -85,8 +89,8 @@ class TileMosaic(EmbeddingRaster):
         cols = np.floor(colf[inside]).astype(np.int64)
         rows = np.floor(rowf[inside]).astype(np.int64)
         c0, r0 = cols.min(), rows.min()
-        raw = tile.read(c0, r0, cols.max() - c0 + 1, rows.max() - r0 + 1)
-        decoded, ok = tile.decode(raw[:, rows - r0, cols - c0])
+        window_values, window_valid = tile.read(c0, r0, cols.max() - c0 + 1, rows.max() - r0 + 1)
+        decoded, ok = window_values[:, rows - r0, cols - c0], window_valid[rows - r0, cols - c0]
         target_rows, target_cols = np.nonzero(inside)
         target_rows, target_cols = target_rows[ok], target_cols[ok]
         values[:, target_rows, target_cols] = decoded[:, ok]

@@ -91,8 +91,5 @@ class SpyTile:
         self.reads.append((int(col), int(row), int(width), int(height)))
         return self.tile.read(col, row, width, height)
 
-    def decode(self, raw):
-        return self.tile.decode(raw)
-
     def close(self):
         self.tile.close()

@@ -34,8 +34,8 @@ def test_fixture_tile_is_south_up(south_tile):
     assert (tile.width, tile.height) == (spec.width, spec.height)
     assert tile.bounds == spec.bounds
     assert (tile.year, tile.zone) == (2024, "31N")
-    raw = tile.read(0, 0, 4, 3)
-    assert raw.dtype == np.int8 and raw.shape == (64, 3, 4)
+    values, valid = tile.read(0, 0, 4, 3)
+    assert values.dtype == np.float32 and values.shape == (64, 3, 4) and valid.shape == (3, 4)
 
 
 def test_mosaic_on_own_footprint_is_the_vertically_flipped_tile(south_tile):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from pyproj import Transformer
 
-from geoembed.loaders.aef import BAND_NAMES, open_tile
+from geoembed.loaders.aef import BAND_NAMES, dequantize, open_tile, valid_mask
 from geoembed.loaders.grid import Grid, Window, grid_from_bounds, transform_bounds
 from geoembed.loaders.mosaic import TileMosaic
 from tests.unit.helpers import SpyTile, dequant_formula, find_spec, raw_codes, tile_path
@@ -121,12 +121,12 @@ class _NorthUp:
         west, south, _, north = tile.bounds
         self.geotransform = (west, 10.0, 0.0, north, 0.0, -10.0)
         self.codes = codes  # row 0 = north
-        self.decode = tile.decode
         self.reads = []
 
     def read(self, col, row, width, height):
         self.reads.append((int(col), int(row), int(width), int(height)))
-        return self.codes[:, row : row + height, col : col + width]
+        window = self.codes[:, row : row + height, col : col + width]
+        return dequantize(window), valid_mask(window)
 
     def close(self):
         pass
