@@ -16,6 +16,7 @@ from . import catalog
 from .errors import GeoEmbedError, RemoteError
 from .gdal_io import crs_string, is_signed_byte, open_raster, read_window
 from .geoparquet import geometry_column, is_parquet, open_parquet, pyarrow_parquet, wkb_bounds
+from .planning import build_mosaic, extent_lonlat, fmt, pick_year, tiles_under, year_span
 from .remote import HttpClient, cached_copy, is_url, join, parent
 
 BAND_NAMES = tuple(f"A{i:02d}" for i in range(64))
@@ -154,14 +155,6 @@ def read_index(index_file, wgs84_bounds, year=None):
     return rows, years
 
 
-def year_span(years):
-    if not years:
-        return "none"
-    if years == list(range(years[0], years[-1] + 1)):
-        return f"{years[0]}-{years[-1]}"
-    return ", ".join(map(str, years))
-
-
 def resolve_index_path(index_location, path):
     """Where a tile listed in an index lives, given where the index itself was read from.
 
@@ -250,3 +243,72 @@ def index_local_copy(index_location, cache_dir=None, client=None, log=None):
             raise GeoEmbedError(f"Index {index_location} does not exist; check SOURCE.")
         return index_location
     return cached_copy(index_location, is_parquet, client=client, cache_dir=cache_dir, log=log)
+
+
+def recognise_source(source):
+    """PRODUCT=auto: a reason when SOURCE holds AEF data, else None (unreachable URLs still raise)."""
+    if not source:
+        return "no SOURCE (the public AlphaEarth copy is the default)"
+    try:
+        kind, value = classify_source(source)
+    except RemoteError:
+        raise
+    except GeoEmbedError:
+        return None
+    return recognise(kind, value)
+
+
+def plan(request, log, client=None):
+    """A TileMosaic of the AEF tiles that cover the request, on the requested grid."""
+    if not request.source:
+        log.info(f"No SOURCE given: reading the public AEF copy at {DEFAULT_ROOT}.")
+    kind, value = classify_source(request.source, client)
+    wgs84 = extent_lonlat(request)
+    if kind == "index":
+        tiles, year = _tiles_from_index(value, wgs84, request, log, client)
+    elif kind == "tiles":
+        tiles = tiles_under([open_tile(location) for location in value], wgs84, "AEF")
+        tiles, year = pick_year(tiles, request, log, "AEF")
+    else:
+        tiles = [open_tile(value)]
+        year = tiles[0].year
+        if request.year is not None and year is not None and year != request.year:
+            log.warning(f"YEAR={request.year} ignored: the tile {os.path.basename(value)} is from {year}.")
+    return build_mosaic(
+        tiles,
+        request,
+        wgs84,
+        catalog.AEF,
+        BAND_NAMES,
+        year,
+        log,
+        utm_default=True,
+        notes=["South-up int8 tiles were read in place and written north-up as Float32."],
+    )
+
+
+def _tiles_from_index(index_location, wgs84, request, log, client):
+    if wgs84 is None:
+        raise GeoEmbedError(
+            "EXTENT is required with an AEF index, which covers the whole world; set EXTENT (e.g. the map canvas)."
+        )
+    local = index_local_copy(index_location, request.cache_dir, client, log)
+    rows, years = read_index(local, wgs84, request.year)
+    if not rows:
+        when = request.year if request.year is not None else "any year"
+        raise GeoEmbedError(f"No AEF tile covers the extent {fmt(wgs84)} (lon/lat) in {when}; check EXTENT and its CRS.")
+    year = int(rows[0]["year"])
+    if request.year is None:
+        log.info(f"YEAR not set: using {year}, the latest year with tiles here (the index has {year_span(years)}).")
+    tiles = []
+    for row in rows:
+        location = resolve_index_path(index_location, row["path"])
+        if not is_url(location) and not os.path.exists(location):
+            log.warning(f"Tile {row['path']} is listed in the index but missing from the mirror; its area stays nodata.")
+            continue
+        tiles.append(open_tile(location))
+    if not tiles:
+        raise GeoEmbedError(
+            f"None of the {len(rows)} tile(s) covering the extent exist in the mirror; download them or use the public SOURCE."
+        )
+    return tiles, year

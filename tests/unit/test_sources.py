@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 from osgeo import gdal
 
+from geoembed.loaders import aef
 from geoembed.loaders.aef import classify_source
 from geoembed.loaders.errors import Cancelled, GeoEmbedError
-from geoembed.loaders.load import LoadRequest, detect_product, plan_aef, run
+from geoembed.loaders.load import LoadRequest, detect_product, run
 from tests.fixtures.aef import PATCH_DEG
 from tests.fixtures.rasters import write_not_aef_tiff
 from tests.unit.helpers import (
@@ -54,7 +55,7 @@ def not_aef(tmp_path_factory):
 
 
 def _detect(source):
-    return detect_product(source, classify_source(source))
+    return detect_product(source)
 
 
 def test_mirror_root_v1_and_annual_folders_are_indexes(aef_mirror, annual):
@@ -325,7 +326,7 @@ def test_tile_folder_load_mosaics_both_tiles(tile_folder, aef_specs, tmp_path):
 
 def test_plan_aef_picks_tiles_of_the_year(aef_mirror):
     request = LoadRequest(output="unused.tif", source=str(aef_mirror), extent=(5.98, 44.995, 5.99, 45.0), year=2023)
-    plan = plan_aef(request, QuietLog())
+    plan = aef.plan(request, QuietLog())
     try:
         assert [os.path.basename(os.path.dirname(os.path.dirname(t.location))) for t in plan.tiles] == ["2023"]
         assert plan.provenance.year == 2023
