@@ -28,6 +28,7 @@ class TileMosaic(EmbeddingRaster):
         self.provenance = provenance
         self._footprints = [transform_bounds(t.crs, grid.crs, t.bounds) for t in self.tiles]
         self._same_crs = [same_crs(t.crs, grid.crs) for t in self.tiles]
+        self.on_close = []  # callables run by close(), e.g. removing temporary files
 
     def read(self, window):
         sub = self.grid.window_grid(window)
@@ -47,6 +48,9 @@ class TileMosaic(EmbeddingRaster):
     def close(self):
         for tile in self.tiles:
             tile.close()
+        for callback in self.on_close:
+            callback()
+        self.on_close = []
 
     @staticmethod
     def _fill_separable(tile, sub, values, valid):
