@@ -33,7 +33,7 @@ NPZ = re.compile(r"^embed_map_.*\.npz$", re.IGNORECASE)
 
 
 def band_names(tile):
-    return tuple(f"C{i:03d}" for i in range(tile.band_count))
+    return tuple(f"CE{i:03d}" for i in range(tile.band_count))
 
 
 def expect(dataset):

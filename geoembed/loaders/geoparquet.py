@@ -113,3 +113,45 @@ def _read_points(buf, offset, order, ndim, xs, ys):
     xs.extend(coords[:, 0].tolist())
     ys.extend(coords[:, 1].tolist())
     return offset + 8 * ndim * count
+
+
+def wkb_rings(wkb):
+    """Polygon rings as (n, 2) arrays for (multi)polygons, or [(1, 2) array] for a point; other types give []."""
+    rings, points = [], []
+    _collect(memoryview(wkb), 0, rings, points)
+    return rings or points
+
+
+def _collect(buf, offset, rings, points):
+    order = "<" if buf[offset] == 1 else ">"
+    (gtype,) = struct.unpack_from(order + "I", buf, offset + 1)
+    offset += 5
+    code = gtype & 0x0FFFFFFF
+    ndim = 2 + (bool(gtype & 0x80000000) or code // 1000 in (1, 3)) + (bool(gtype & 0x40000000) or code // 1000 in (2, 3))
+    if gtype & 0x20000000:
+        offset += 4
+    base = code % 1000
+    if base == 1:
+        x, y = struct.unpack_from(order + "dd", buf, offset)
+        if x == x:
+            points.append(np.array([[x, y]]))
+        return offset + 8 * ndim
+    if base == 3:
+        (count,) = struct.unpack_from(order + "I", buf, offset)
+        offset += 4
+        for _ in range(count):
+            (n,) = struct.unpack_from(order + "I", buf, offset)
+            coords = np.frombuffer(buf, dtype=np.dtype(order + "f8"), count=n * ndim, offset=offset + 4).reshape(n, ndim)
+            rings.append(coords[:, :2].astype(np.float64))
+            offset += 4 + 8 * ndim * n
+        return offset
+    if base == 2:  # lines are not patches: skip their points
+        (n,) = struct.unpack_from(order + "I", buf, offset)
+        return offset + 4 + 8 * ndim * n
+    if base in (4, 5, 6, 7):
+        (count,) = struct.unpack_from(order + "I", buf, offset)
+        offset += 4
+        for _ in range(count):
+            offset = _collect(buf, offset, rings, points)
+        return offset
+    raise GeoEmbedError(f"Unsupported WKB geometry type {gtype}.")
