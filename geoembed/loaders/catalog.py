@@ -2,6 +2,8 @@
 
 from dataclasses import dataclass
 
+from pyproj import Geod
+
 from .errors import GeoEmbedError
 
 
@@ -18,6 +20,7 @@ class Product:
     years: tuple
     public_location: str
     dequantization: str
+    bytes_per_vector: int = 0  # stored bytes of one vector (what storage and egress scale with)
 
 
 AEF = Product(
@@ -32,6 +35,7 @@ AEF = Product(
     years=tuple(range(2017, 2026)),
     public_location="https://data.source.coop/tge-labs/aef/",
     dequantization="((q / 127.5) ** 2) * sign(q); q = -128 is nodata in every band",
+    bytes_per_vector=64,
 )
 
 TESSERA = Product(
@@ -46,6 +50,7 @@ TESSERA = Product(
     years=tuple(range(2017, 2026)),
     public_location="https://data.source.coop/tessera/tessera/",
     dequantization="int8 * per-pixel scale; water (landmask 0) and non-finite or zero scales are nodata",
+    bytes_per_vector=132,
 )
 
 CLAY = Product(
@@ -60,6 +65,7 @@ CLAY = Product(
     years=tuple(range(2018, 2025)),
     public_location="https://data.source.coop/clay/",
     dequantization="none (float32)",
+    bytes_per_vector=3072,
 )
 
 EARTH_INDEX = Product(
@@ -74,6 +80,7 @@ EARTH_INDEX = Product(
     years=(2024,),
     public_location="https://data.source.coop/earthgenome/earthindexembeddings/",
     dequantization="none (float32)",
+    bytes_per_vector=1536,
 )
 
 MAJOR_TOM = Product(
@@ -88,6 +95,7 @@ MAJOR_TOM = Product(
     years=tuple(range(2017, 2024)),
     public_location="https://huggingface.co/Major-TOM",
     dequantization="none (float32)",
+    bytes_per_vector=8192,
 )
 
 COPERNICUS_EMBED = Product(
@@ -102,6 +110,7 @@ COPERNICUS_EMBED = Product(
     years=(),
     public_location="https://huggingface.co/datasets/wangyi111/Copernicus-Embed-025deg",
     dequantization="none (float32); all-zero vectors (mostly ocean) are nodata",
+    bytes_per_vector=3072,
 )
 
 PRESTO = Product(
@@ -116,6 +125,7 @@ PRESTO = Product(
     years=(2019,),
     public_location="https://huggingface.co/datasets/izvonkov/Togo_Presto_Embeddings",
     dequantization="none published: raw uint16 values; all-zero vectors are nodata",
+    bytes_per_vector=256,
 )
 
 ESD = Product(
@@ -130,11 +140,47 @@ ESD = Product(
     years=tuple(range(2000, 2025)),
     public_location="https://data-starcloud.pcl.ac.cn/iearthdata/64",
     dequantization="FSQ codes, levels (8,8,8,5,5,5): level_k = (code // basis_k) % L_k, value = (level_k - L_k//2) / (L_k//2)",
+    bytes_per_vector=26,
 )
 
 PRODUCTS = {
     product.id: product for product in (AEF, TESSERA, CLAY, EARTH_INDEX, MAJOR_TOM, COPERNICUS_EMBED, PRESTO, ESD)
 }
+
+
+# Amazon S3 list prices (US East, 2026): Standard storage, first 50 TB, and data transfer out to the
+# internet, first 10 TB per month. Stated in every cost output.
+S3_STORAGE_USD_PER_GB_MONTH = 0.023
+S3_EGRESS_USD_PER_GB = 0.09
+PRICES_NOTE = "S3 Standard list prices, US East, 2026: $0.023 per GB-month stored, $0.09 per GB transferred out"
+
+
+@dataclass(frozen=True)
+class Cost:
+    vectors: float
+    gigabytes: float
+    storage_usd_month: float
+    egress_usd: float
+
+
+def cost_for_area(product, area_m2):
+    """What storing and downloading a product over an area costs: vectors x bytes per vector, at S3 prices."""
+    vectors = area_m2 / (product.resolution_m**2)
+    gigabytes = vectors * product.bytes_per_vector / 1e9
+    return Cost(vectors, gigabytes, gigabytes * S3_STORAGE_USD_PER_GB_MONTH, gigabytes * S3_EGRESS_USD_PER_GB)
+
+
+def lonlat_area_m2(west, south, east, north):
+    """Area on the WGS 84 ellipsoid of a lon/lat rectangle."""
+    area, _ = Geod(ellps="WGS84").polygon_area_perimeter([west, east, east, west], [south, south, north, north])
+    return abs(area)
+
+
+def years_text(product):
+    if not product.years:
+        return "static (no year)"
+    first, last = product.years[0], product.years[-1]
+    return str(first) if first == last else f"{first}-{last}"
 
 
 def product(product_id):

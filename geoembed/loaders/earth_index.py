@@ -13,8 +13,16 @@ from .geoparquet import open_parquet
 from .patches import PatchLayout, parquet_files, plan_patch_product
 
 PRODUCT = catalog.EARTH_INDEX
-NAME = re.compile(r"^\d{2}[A-Z]{3}_\d{4}-\d{2}-\d{2}_\d{4}-\d{2}-\d{2}\.parquet$")
-LAYOUT = PatchLayout(embedding_columns=("embedding",), id_columns=("id",), band_prefix="EI")
+NAME = re.compile(r"^\d{2}[A-Z]{3}_(\d{4}-\d{2}-\d{2})_\d{4}-\d{2}-\d{2}\.parquet$")
+
+
+def start_date(path):
+    """The start date in the file name: Earth Index files hold one annual mosaic each."""
+    match = NAME.match(Path(path).name)
+    return match.group(1) if match else None
+
+
+LAYOUT = PatchLayout(embedding_columns=("embedding",), id_columns=("id",), band_prefix="EI", date_from_path=start_date)
 WHAT = "{MGRS}_{start}_{end}.parquet files"
 
 

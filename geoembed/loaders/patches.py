@@ -49,6 +49,7 @@ class PatchLayout:
     id_columns: tuple = ()
     date_columns: tuple = ()
     band_prefix: str = "E"
+    date_from_path: object = None  # callable(path) -> ISO date, for files without a date column
 
 
 def embedding_column(schema, layout):
@@ -129,7 +130,10 @@ def read_patches(paths, wgs84, layout, log, is_cancelled=None):
             selected = [wkbs[i] for i in keep]
             geometries.extend(selected if crs == LONLAT else [_to_lonlat(w, crs) for w in selected])
             ids.extend(table.column(id_column).to_pylist() if id_column else [None] * len(keep))
-            dates.extend(_iso(v) for v in (table.column(date_column).to_pylist() if date_column else [None] * len(keep)))
+            if date_column:
+                dates.extend(_iso(v) for v in table.column(date_column).to_pylist())
+            else:
+                dates.extend([layout.date_from_path(path) if layout.date_from_path else None] * len(keep))
             if path not in sources:
                 sources.append(path)
     if not geometries:

@@ -1,6 +1,13 @@
 """geoembed:load - any embedding product to a north-up, de-quantised Float32 GeoTIFF."""
 
 from qgis.core import (
+    QgsCoordinateReferenceSystem,
+    QgsFeature,
+    QgsFeatureSink,
+    QgsField,
+    QgsFields,
+    QgsGeometry,
+    QgsProcessing,
     QgsProcessingException,
     QgsProcessingOutputNumber,
     QgsProcessingOutputString,
@@ -8,13 +15,16 @@ from qgis.core import (
     QgsProcessingParameterDefinition,
     QgsProcessingParameterEnum,
     QgsProcessingParameterExtent,
+    QgsProcessingParameterFeatureSink,
     QgsProcessingParameterFileDestination,
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterDestination,
     QgsProcessingParameterString,
 )
+from qgis.PyQt.QtCore import QVariant
 
 from ..loaders import catalog, load
+from ..loaders.patches import patch_fields_json
 from .base import FeedbackLog, GeoEmbedAlgorithm, crs_to_string
 from .quicklook import render_quicklook
 from .styles import EmbeddingStyler
@@ -64,6 +74,15 @@ class LoadAlgorithm(GeoEmbedAlgorithm):
                 "QUICKLOOK", self.tr("PCA quicklook (PNG)"), fileFilter="PNG images (*.png)", optional=True, createByDefault=False
             )
         )
+        self.addParameter(
+            QgsProcessingParameterFeatureSink(
+                "OUTPUT_PATCHES",
+                self.tr("Patches with their embeddings (patch products: Clay, Earth Index, Major TOM)"),
+                QgsProcessing.TypeVectorAnyGeometry,
+                optional=True,
+                createByDefault=False,
+            )
+        )
         self.addOutput(QgsProcessingOutputString("PRODUCT", self.tr("Product id loaded")))
         self.addOutput(QgsProcessingOutputNumber("YEAR", self.tr("Year loaded")))
         self.addOutput(QgsProcessingOutputString("CRS", self.tr("CRS of the output")))
@@ -100,12 +119,43 @@ class LoadAlgorithm(GeoEmbedAlgorithm):
         if quicklook:
             feedback.setProgressText(self.tr("Rendering the PCA quicklook"))
             outputs["QUICKLOOK"] = render_quicklook(result.output, quicklook)
+        if result.patches is not None and _given(parameters, "OUTPUT_PATCHES"):
+            outputs["OUTPUT_PATCHES"] = self._write_patches(parameters, context, result)
+        elif _given(parameters, "OUTPUT_PATCHES"):
+            log.warning("OUTPUT_PATCHES is only written for patch products (Clay, Earth Index, Major TOM).")
         feedback.setProgress(100)
         if context.willLoadLayerOnCompletion(result.output):
             details = context.layerToLoadOnCompletionDetails(result.output)
             details.name = _layer_name(result)
             details.setPostProcessor(EmbeddingStyler.create(result.provenance.product))
         return outputs
+
+    def _write_patches(self, parameters, context, result):
+        table = result.patches
+        fields = QgsFields()
+        for name, kind in (
+            ("id", QVariant.String),
+            ("date", QVariant.String),
+            ("product", QVariant.String),
+            ("dims", QVariant.Int),
+            ("embedding", QVariant.String),
+        ):
+            fields.append(QgsField(name, kind))
+        first = QgsGeometry()
+        first.fromWkb(table.geometries[0])
+        crs = QgsCoordinateReferenceSystem("EPSG:4326")
+        sink, destination = self.parameterAsSink(parameters, "OUTPUT_PATCHES", context, fields, first.wkbType(), crs)
+        if sink is None:
+            raise QgsProcessingException(self.invalidSinkError(parameters, "OUTPUT_PATCHES"))
+        dims = table.embeddings.shape[1]
+        for wkb, patch_id, date, vector in zip(table.geometries, table.ids, table.dates, table.embeddings):
+            feature = QgsFeature(fields)
+            geometry = QgsGeometry()
+            geometry.fromWkb(wkb)
+            feature.setGeometry(geometry)
+            feature.setAttributes([patch_id, date, result.product, dims, patch_fields_json(vector)])
+            sink.addFeature(feature, QgsFeatureSink.FastInsert)
+        return destination
 
 
 def _given(parameters, name):

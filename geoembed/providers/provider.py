@@ -4,9 +4,10 @@ from qgis.core import QgsProcessingProvider
 from qgis.PyQt.QtGui import QIcon
 
 from .. import __about__
+from .catalog import CatalogAlgorithm
 from .load import LoadAlgorithm
 
-ALGORITHMS = (LoadAlgorithm,)
+ALGORITHMS = (LoadAlgorithm, CatalogAlgorithm)
 ICON = str(__about__.PLUGIN_DIR / "resources" / "icons" / "geoembed.svg")
 
 
