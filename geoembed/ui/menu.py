@@ -7,7 +7,10 @@ from .. import __about__
 
 MENU = "&GeoEmbed"
 ICON = str(__about__.PLUGIN_DIR / "resources" / "icons" / "geoembed.svg")
-ENTRIES = (("geoembed:load", "Load embeddings…", "Load an Earth embedding product as a north-up raster layer"),)
+ENTRIES = (
+    ("geoembed:load", "Load embeddings…", "Load an Earth embedding product as a north-up raster layer"),
+    ("geoembed:catalog", "Product catalog and costs…", "Compare the embedding products and what an area costs"),
+)
 
 
 class GeoEmbedMenu:

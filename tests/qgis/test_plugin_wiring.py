@@ -12,6 +12,7 @@ from qgis.PyQt.QtWidgets import QAction, QToolBar
 
 import geoembed
 from geoembed import __about__, classFactory
+from geoembed.ui.menu import ENTRIES
 
 from .conftest import PROVIDER_ID, geoembed_providers
 
@@ -125,8 +126,8 @@ def test_initgui_adds_menu_and_toolbar_actions_and_unload_removes_them(iface_spy
         assert len(actions) == 1
         action = actions[0]
         assert action.text() and not action.icon().isNull()
-        assert [(kind, menu) for kind, menu, _ in calls] == [("add", "&GeoEmbed")]
-        assert calls[0][2] is action
+        assert [(kind, menu) for kind, menu, _ in calls] == [("add", "&GeoEmbed")] * len(ENTRIES)
+        assert action in [added for _, _, added in calls]
         toolbars = geoembed_toolbars(iface)
         assert len(toolbars) == 1
         assert toolbars[0].objectName() == "GeoEmbedToolbar"
@@ -134,7 +135,9 @@ def test_initgui_adds_menu_and_toolbar_actions_and_unload_removes_them(iface_spy
     finally:
         plugin.unload()
     flush_deletes()
-    assert [(kind, menu) for kind, menu, _ in calls] == [("add", "&GeoEmbed"), ("remove", "&GeoEmbed")]
+    assert [(kind, menu) for kind, menu, _ in calls] == [("add", "&GeoEmbed")] * len(ENTRIES) + [("remove", "&GeoEmbed")] * len(
+        ENTRIES
+    )
     assert geoembed_actions(iface) == []
     assert geoembed_toolbars(iface) == []
     # the session's provider (registered before initGui) is not the GUI plugin's to remove
@@ -150,7 +153,7 @@ def test_initgui_twice_over_load_unload_cycles_leaves_nothing_behind(iface_spy):
         plugin.unload()
         flush_deletes()
         assert geoembed_actions(iface) == [] and geoembed_toolbars(iface) == []
-    assert [kind for kind, _, _ in calls] == ["add", "remove", "add", "remove"]
+    assert [kind for kind, _, _ in calls] == (["add"] * len(ENTRIES) + ["remove"] * len(ENTRIES)) * 2
 
 
 def test_action_opens_the_load_dialog(iface_spy, monkeypatch):
