@@ -1,8 +1,7 @@
 """The product catalog: what each published embedding product is, in one place."""
 
+import math
 from dataclasses import dataclass
-
-from pyproj import Geod
 
 from .errors import GeoEmbedError
 
@@ -171,9 +170,18 @@ def cost_for_area(product, area_m2):
 
 
 def lonlat_area_m2(west, south, east, north):
-    """Area on the WGS 84 ellipsoid of a lon/lat rectangle."""
-    area, _ = Geod(ellps="WGS84").polygon_area_perimeter([west, east, east, west], [south, south, north, north])
-    return abs(area)
+    """Exact area on the WGS 84 ellipsoid of a lon/lat rectangle (edges along meridians and parallels)."""
+    a, f = 6378137.0, 1 / 298.257223563
+    e = math.sqrt(f * (2 - f))
+    b2 = (a * (1 - f)) ** 2
+
+    def zone_area(lat):  # area between the equator and a parallel, all the way round
+        s = math.sin(math.radians(lat))
+        return math.pi * b2 * (s / (1 - e * e * s * s) + math.log((1 + e * s) / (1 - e * s)) / (2 * e))
+
+    south, north = max(-90.0, min(south, north)), min(90.0, max(south, north))
+    width = min(abs(east - west), 360.0)
+    return width / 360.0 * (zone_area(north) - zone_area(south))
 
 
 def years_text(product):

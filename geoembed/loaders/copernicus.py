@@ -76,6 +76,7 @@ def plan(request, log, client=None):
         raise
     if scratch:
         mosaic.on_close.append(lambda: shutil.rmtree(scratch, ignore_errors=True))
+        mosaic.provenance.sources = [npz[0]]
     return mosaic
 
 
@@ -117,10 +118,11 @@ def _window(wgs84):
     if wgs84 is None:
         return 0, ROWS, 0, COLS
     west, south, east, north = wgs84
-    col0 = max(0, math.floor((west - GEOTRANSFORM[0]) / 0.25))
-    col1 = min(COLS, math.ceil((east - GEOTRANSFORM[0]) / 0.25))
-    row0 = max(0, math.floor((GEOTRANSFORM[3] - north) / 0.25))
-    row1 = min(ROWS, math.ceil((GEOTRANSFORM[3] - south) / 0.25))
+    # One cell of margin: the output grid is the extent snapped outwards to whole cells.
+    col0 = max(0, math.floor((west - GEOTRANSFORM[0]) / 0.25) - 1)
+    col1 = min(COLS, math.ceil((east - GEOTRANSFORM[0]) / 0.25) + 1)
+    row0 = max(0, math.floor((GEOTRANSFORM[3] - north) / 0.25) - 1)
+    row1 = min(ROWS, math.ceil((GEOTRANSFORM[3] - south) / 0.25) + 1)
     return row0, max(row1, row0 + 1), col0, max(col1, col0 + 1)
 
 

@@ -60,7 +60,7 @@ def open_raster(location):
     with remote_options(), gdal_errors() as messages:
         dataset = gdal.OpenEx(gdal_path(location), gdal.OF_RASTER | gdal.OF_READONLY | gdal.OF_VERBOSE_ERROR)
     if dataset is None:
-        reason = messages[-1] if messages else "not a raster GDAL can read"
+        reason = messages[-1].rstrip(".") if messages else "not a raster GDAL can read"
         error = RemoteError if is_url(location) else GeoEmbedError  # a URL GDAL cannot open is a remote problem
         raise error(f"Cannot open raster {location}: {reason}.")
     return dataset
@@ -79,7 +79,7 @@ def read_window(dataset, location, col, row, width, height):
     with remote_options(), gdal_errors() as messages:
         array = dataset.ReadAsArray(int(col), int(row), int(width), int(height))
     if array is None:
-        reason = messages[-1] if messages else "read failed"
+        reason = messages[-1].rstrip(".") if messages else "read failed"
         raise GeoEmbedError(f"Cannot read {location}: {reason}; check the file or your connection.")
     if array.ndim == 2:
         array = array[np.newaxis]

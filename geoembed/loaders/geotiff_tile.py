@@ -5,7 +5,7 @@ import re
 
 import numpy as np
 
-from .errors import GeoEmbedError
+from .errors import GeoEmbedError, RemoteError
 from .gdal_io import crs_string, open_raster, read_window
 
 YEAR_IN_PATH = re.compile(r"(?:^|[/_])(?P<year>(?:19|20)\d\d)(?:[/_.]|$)")
@@ -42,9 +42,14 @@ class GeoTiffTile:
 
 def open_geotiff_tile(location, decode, expect, product_name):
     """Open a GeoTIFF tile and check it with expect(dataset) -> problem text or None."""
-    dataset = open_raster(location)
-    problem = expect(dataset)
     name = os.path.basename(location.rstrip("/"))
+    try:
+        dataset = open_raster(location)
+    except RemoteError:
+        raise
+    except GeoEmbedError as exc:
+        raise GeoEmbedError(f"{name} is not a {product_name} file ({exc}); check SOURCE or choose the right PRODUCT.") from exc
+    problem = expect(dataset)
     if problem:
         raise GeoEmbedError(f"{name} is not a {product_name} file: {problem}; check SOURCE or choose the right PRODUCT.")
     tile = GeoTiffTile(location, dataset, decode)

@@ -139,6 +139,18 @@ def transform_bounds(src, dst, bounds, densify=21):
     return xmin, ymin, xmax, ymax
 
 
+def footprint_in(tile, crs):
+    """A tile's bounds in another CRS; unbounded when they cannot be expressed there (e.g. a global
+    lon/lat grid in UTM), which is safe: the mosaic then tests pixel by pixel."""
+    bounds = tile.bounds
+    if is_geographic(tile.crs):  # pixel-is-area global grids reach past the poles and the antimeridian
+        bounds = (max(bounds[0], -180.0), max(bounds[1], -90.0), min(bounds[2], 180.0), min(bounds[3], 90.0))
+    try:
+        return transform_bounds(tile.crs, crs, bounds)
+    except GeoEmbedError:
+        return (-math.inf, -math.inf, math.inf, math.inf)
+
+
 def is_geographic(crs):
     return CRS.from_user_input(crs).is_geographic
 

@@ -11,7 +11,7 @@ read(col, row, width, height) -> (float32 values (bands, rows, cols), bool valid
 
 import numpy as np
 
-from .grid import boxes_overlap, invert_geotransform, same_crs, transform_bounds, transformer
+from .grid import boxes_overlap, footprint_in, invert_geotransform, same_crs, transformer
 from .model import NODATA, EmbeddingBlock, EmbeddingRaster
 
 
@@ -26,7 +26,7 @@ class TileMosaic(EmbeddingRaster):
         self.grid = grid
         self.band_names = tuple(band_names)
         self.provenance = provenance
-        self._footprints = [transform_bounds(t.crs, grid.crs, t.bounds) for t in self.tiles]
+        self._footprints = [footprint_in(t, grid.crs) for t in self.tiles]
         self._same_crs = [same_crs(t.crs, grid.crs) for t in self.tiles]
         self.on_close = []  # callables run by close(), e.g. removing temporary files
 

@@ -41,6 +41,7 @@ class PatchTable:
         return len(self.geometries)
 
 
+
 @dataclass
 class PatchLayout:
     """How one product names its columns."""
@@ -170,7 +171,8 @@ class PatchRaster(EmbeddingRaster):
     """Patches rasterised onto a grid: each pixel holds the vector of the patch containing its centre."""
 
     def __init__(self, table, grid, provenance):
-        self.patches = table
+        self.patches = table  # what OUTPUT_PATCHES writes (may be narrowed to the extent)
+        self._embeddings = table.embeddings
         self.grid = grid
         self.band_names = table.band_names
         self.provenance = provenance
@@ -180,7 +182,7 @@ class PatchRaster(EmbeddingRaster):
         index = self._index[window.row : window.row + window.height, window.col : window.col + window.width]
         valid = index >= 0
         values = np.full((self.band_count,) + index.shape, NODATA, dtype=np.float32)
-        values[:, valid] = self.patches.embeddings[index[valid]].T
+        values[:, valid] = self._embeddings[index[valid]].T
         return EmbeddingBlock(values, valid)
 
     def close(self):
@@ -346,7 +348,27 @@ def plan_patch_product(request, log, product, accept, layout, variant_of, what, 
     files = parquet_files(request.source, accept)
     if not files:
         raise GeoEmbedError(f"No {product.name} files ({what}) under {request.source}; check SOURCE or PRODUCT.")
-    table = read_patches(files, extent_lonlat(request), layout, log)
+    wgs84 = extent_lonlat(request)
+    table = read_patches(files, wgs84, layout, log)
     variant = variant_of(open_parquet(files[0]).schema_arrow, table.embeddings.shape[1])
     notes = notes_of(files[0]) if notes_of else []
-    return build_patch_raster(table, request, product, log, variant, notes)
+    raster = build_patch_raster(table, request, product, log, variant, notes)
+    if wgs84 is not None:
+        # Border cells have centres outside the extent: their patches come from a second, wider read.
+        grid_lonlat = transform_bounds(raster.grid.crs, "EPSG:4326", raster.grid.bounds)
+        if not _contains(wgs84, grid_lonlat):
+            wider = read_patches(files, grid_lonlat, layout, _SilentLog())  # its warnings were given already
+            raster = PatchRaster(wider, raster.grid, raster.provenance)
+            raster.patches = table
+    return raster
+
+
+class _SilentLog:
+    def info(self, message):
+        pass
+
+    warning = info
+
+
+def _contains(outer, inner):
+    return outer[0] <= inner[0] and outer[1] <= inner[1] and inner[2] <= outer[2] and inner[3] <= outer[3]

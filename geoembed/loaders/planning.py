@@ -1,7 +1,7 @@
 """Shared planning for pixel products: which tiles, which year, which output grid, one mosaic."""
 
 from .errors import GeoEmbedError
-from .grid import boxes_overlap, grid_from_bounds, metres_to_crs_units, same_crs, transform_bounds, utm_crs_for
+from .grid import boxes_overlap, footprint_in, grid_from_bounds, metres_to_crs_units, same_crs, transform_bounds, utm_crs_for
 from .model import Provenance
 from .mosaic import TileMosaic
 
@@ -17,7 +17,7 @@ def tiles_under(tiles, wgs84, label):
     """Tiles whose footprint meets the lon/lat extent (all of them when there is no extent)."""
     if wgs84 is None:
         return tiles
-    kept = [tile for tile in tiles if boxes_overlap(transform_bounds(tile.crs, "EPSG:4326", tile.bounds), wgs84)]
+    kept = [tile for tile in tiles if boxes_overlap(footprint_in(tile, "EPSG:4326"), wgs84)]
     if not kept:
         raise GeoEmbedError(f"No {label} tile covers the extent {fmt(wgs84)} (lon/lat); check EXTENT and its CRS.")
     return kept
@@ -86,7 +86,7 @@ def _tile_origin(tile):
 def build_mosaic(tiles, request, wgs84, product, band_names, year, log, utm_default, notes=(), dequantization=None):
     """A TileMosaic of the tiles that meet the output grid, with provenance, and a line in the log."""
     grid = target_grid(tiles, request, wgs84, product.resolution_m, utm_default)
-    tiles = [tile for tile in tiles if boxes_overlap(transform_bounds(tile.crs, grid.crs, tile.bounds), grid.bounds)]
+    tiles = [tile for tile in tiles if boxes_overlap(footprint_in(tile, grid.crs), grid.bounds)]
     if not tiles:
         raise GeoEmbedError(f"No {product.name} tile covers the extent {fmt(request.extent)}; check EXTENT and its CRS.")
     # Tiles already in the output CRS first (copied exactly), then by name: a deterministic seam rule.

@@ -13,6 +13,7 @@ from qgis.core import (
     QgsProcessingParameterExtent,
     QgsProcessingParameterFeatureSink,
     QgsProcessingParameterFileDestination,
+    QgsUnitTypes,
     QgsWkbTypes,
 )
 from qgis.PyQt.QtCore import QVariant
@@ -89,6 +90,9 @@ class CatalogAlgorithm(GeoEmbedAlgorithm):
         if not crs.isValid():
             raise QgsProcessingException("EXTENT needs a CRS, e.g. EXTENT='5.98,6.02,44.99,45.01 [EPSG:4326]'.")
         rect = self.parameterAsExtent(parameters, "EXTENT", context, crs)
+        if not crs.isGeographic():  # a projected extent: its own planar area, in square metres
+            metres = QgsUnitTypes.fromUnitToUnitFactor(crs.mapUnits(), QgsUnitTypes.DistanceMeters)
+            return rect.width() * rect.height() * metres * metres
         lonlat = QgsCoordinateReferenceSystem("EPSG:4326")
         rect = QgsCoordinateTransform(crs, lonlat, context.transformContext()).transformBoundingBox(rect)
         return catalog.lonlat_area_m2(rect.xMinimum(), rect.yMinimum(), rect.xMaximum(), rect.yMaximum())

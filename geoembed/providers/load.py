@@ -131,6 +131,11 @@ class LoadAlgorithm(GeoEmbedAlgorithm):
         return outputs
 
     def _write_patches(self, parameters, context, result):
+        destination = self.parameterAsOutputLayer(parameters, "OUTPUT_PATCHES", context)
+        if destination.lower().endswith((".shp", ".dbf")):
+            raise QgsProcessingException(
+                "OUTPUT_PATCHES cannot be a shapefile: it cuts text at 254 characters, embeddings are longer; use .gpkg."
+            )
         table = result.patches
         fields = QgsFields()
         for name, kind in (
