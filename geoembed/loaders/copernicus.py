@@ -59,7 +59,7 @@ def _expect_full_map(dataset):
 
 def plan(request, log, client=None):
     _check_coverage(request)
-    npz = find_files(request.source, NPZ)
+    npz = [] if find_files(request.source, TIF) else find_files(request.source, NPZ)  # the georeferenced tif wins
     scratch = None
     if npz:
         scratch = tempfile.mkdtemp(prefix=".geoembed-npz-", dir=os.path.dirname(os.path.abspath(request.output)))

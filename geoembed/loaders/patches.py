@@ -350,8 +350,9 @@ def plan_patch_product(request, log, product, accept, layout, variant_of, what, 
         raise GeoEmbedError(f"No {product.name} files ({what}) under {request.source}; check SOURCE or PRODUCT.")
     wgs84 = extent_lonlat(request)
     table = read_patches(files, wgs84, layout, log)
-    variant = variant_of(open_parquet(files[0]).schema_arrow, table.embeddings.shape[1])
-    notes = notes_of(files[0]) if notes_of else []
+    first = table.sources[0]  # name the variant from a file that was read, not just found
+    variant = variant_of(open_parquet(first).schema_arrow, table.embeddings.shape[1])
+    notes = notes_of(first) if notes_of else []
     raster = build_patch_raster(table, request, product, log, variant, notes)
     if wgs84 is not None:
         # Border cells have centres outside the extent: their patches come from a second, wider read.

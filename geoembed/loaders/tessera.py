@@ -165,17 +165,21 @@ def plan(request, log, client=None):
     if source.endswith(".parquet"):
         tiles = _tiles_from_manifest(source, wgs84, request, log)
     else:
-        root = os.path.dirname(os.path.dirname(os.path.abspath(source))) if os.path.isfile(source) else source
-        embeddings, exports, landmasks = _scan(root)
         if os.path.isfile(source):
             embeddings = [source] if EMBEDDING.match(os.path.basename(source)) else []
             exports = [source] if EXPORT.match(os.path.basename(source)) else []
             if not embeddings and not exports:
                 raise GeoEmbedError(f"{os.path.basename(source)} is not a Tessera tile: expected grid_{{lon}}_{{lat}}.npy.")
-            if embeddings:  # landmasks may sit higher up (download layout): look from the dataset root
-                landmasks = {**_scan(_dataset_root(source))[2], **landmasks}
+        else:
+            embeddings, exports, _ = _scan(source)
         if not embeddings and not exports:
             raise GeoEmbedError(f"No Tessera tiles (grid_{{lon}}_{{lat}}.npy or exports) under {source}.")
+        # Open only the tiles whose 0.1-degree cell (named by its centre) can meet the extent.
+        embeddings, exports = _near(embeddings, wgs84), _near(exports, wgs84)
+        if not embeddings and not exports:
+            raise GeoEmbedError(f"No Tessera tile covers the extent {fmt(wgs84)} (lon/lat); check EXTENT and its CRS.")
+        # Landmasks live beside the embeddings' folder tree (download and Source Cooperative layouts).
+        landmasks = _scan(_dataset_root(source))[2] if embeddings else {}
         tiles = [_open_npy_tile(path, landmasks) for path in embeddings] + [_export_tile(path) for path in exports]
     tiles = tiles_under(tiles, wgs84, "Tessera")
     tiles, year = pick_year(tiles, request, log, "Tessera")
@@ -193,12 +197,31 @@ def plan(request, log, client=None):
 
 
 def _dataset_root(path):
-    """The folder above global_0.1_degree_representation/ or npy/ (else the tile's grandparent)."""
-    parts = Path(path).resolve().parts
+    """The folder above global_0.1_degree_representation/ or npy/; else the folder itself (or a tile's grandparent)."""
+    resolved = Path(path).resolve()
+    parts = resolved.parts
     for marker in ("global_0.1_degree_representation", "npy"):
         if marker in parts:
             return str(Path(*parts[: parts.index(marker)]))
-    return str(Path(path).resolve().parents[2])
+    return str(resolved) if resolved.is_dir() else str(resolved.parents[1])
+
+
+def _near(paths, wgs84):
+    """Tiles whose cell, centre +- 0.05 degrees as the name says, meets the lon/lat extent (all without one)."""
+    if wgs84 is None:
+        return paths
+    kept = []
+    for path in paths:
+        match = EMBEDDING.match(os.path.basename(path)) or EXPORT.match(os.path.basename(path))
+        lon, lat = float(match.group(1)), float(match.group(2))
+        if (
+            lon + HALF_CELL_DEG >= wgs84[0]
+            and lon - HALF_CELL_DEG <= wgs84[2]
+            and lat + HALF_CELL_DEG >= wgs84[1]
+            and (lat - HALF_CELL_DEG <= wgs84[3])
+        ):
+            kept.append(path)
+    return kept
 
 
 def _tiles_from_manifest(manifest, wgs84, request, log):
