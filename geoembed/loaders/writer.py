@@ -6,9 +6,10 @@ so an error or a cancel never leaves a half-written output.
 
 import json
 import os
+from dataclasses import dataclass, field
 
 import numpy as np
-from osgeo import gdal
+from osgeo import gdal, gdal_array
 
 from .. import __about__
 from .errors import Cancelled, GeoEmbedError
@@ -24,18 +25,30 @@ def compression():
     return "ZSTD" if "ZSTD" in options else "DEFLATE"
 
 
-def creation_options():
+def creation_options(data_type=gdal.GDT_Float32):
+    floating = data_type in (gdal.GDT_Float32, gdal.GDT_Float64)
     return [
         "TILED=YES",
         "BLOCKXSIZE=256",
         "BLOCKYSIZE=256",
         f"COMPRESS={compression()}",
         "ZSTD_LEVEL=1",  # fast; higher levels cost much time for little size on Float32 embeddings
-        "PREDICTOR=3",
+        f"PREDICTOR={3 if floating else 2}",
         "NUM_THREADS=ALL_CPUS",
         "INTERLEAVE=BAND",  # QGIS draws 3 bands; band interleave lets it skip the other 61
         "BIGTIFF=IF_SAFER",
     ]
+
+
+@dataclass
+class OutputSpec:
+    """One GeoTIFF to write: where, band names, GDAL data type, nodata value and dataset metadata."""
+
+    path: str
+    band_names: tuple
+    data_type: int = gdal.GDT_Float32
+    nodata: float = NODATA
+    metadata: dict = field(default_factory=dict)
 
 
 def check_destination(path):
@@ -67,47 +80,73 @@ def provenance_metadata(provenance):
 
 
 def write_geotiff(raster, path, progress=None, is_cancelled=None, block=BLOCK):
-    """Write every block of raster to path; returns path. progress(fraction) and is_cancelled() are optional."""
-    check_destination(path)
-    grid = raster.grid
-    tmp = os.path.join(os.path.dirname(os.path.abspath(path)), f".{os.path.basename(path)}.{os.getpid()}.partial.tif")
-    dataset = None
+    """Write every block of an EmbeddingRaster to path as Float32; returns path."""
+    spec = OutputSpec(path, raster.band_names, metadata=provenance_metadata(raster.provenance))
+    write_rasters(raster.grid, [spec], lambda window: [raster.read(window)], progress, is_cancelled, block)
+    return path
+
+
+def write_rasters(grid, specs, produce, progress=None, is_cancelled=None, block=BLOCK):
+    """Write several rasters on one grid in one pass: produce(window) -> one EmbeddingBlock per spec.
+
+    Each file is written under a temporary name and renamed only when all are complete; an error
+    or a cancel removes them all. progress(fraction) and is_cancelled() are optional.
+    """
+    for spec in specs:
+        check_destination(spec.path)
+    temps = [
+        os.path.join(os.path.dirname(os.path.abspath(s.path)), f".{os.path.basename(s.path)}.{os.getpid()}.partial.tif")
+        for s in specs
+    ]
+    datasets = []
     try:
-        with gdal_errors() as messages:
-            dataset = gdal.GetDriverByName("GTiff").Create(
-                tmp, grid.width, grid.height, raster.band_count, gdal.GDT_Float32, creation_options()
-            )
-        if dataset is None:
-            raise GeoEmbedError(f"Cannot create {path}: {messages[-1] if messages else 'GDAL refused'}.")
-        dataset.SetGeoTransform(grid.geotransform)
-        dataset.SetProjection(crs_wkt(grid.crs))
-        dataset.SetMetadata(provenance_metadata(raster.provenance))
-        dataset.SetMetadataItem("AREA_OR_POINT", "Area")
-        bands = [dataset.GetRasterBand(i + 1) for i in range(raster.band_count)]
-        for band, name in zip(bands, raster.band_names):
-            band.SetDescription(name)
-            band.SetNoDataValue(NODATA)
+        for spec, tmp in zip(specs, temps):
+            datasets.append(_create(spec, tmp, grid))
         total = sum(1 for _ in grid.blocks(block))
-        for done, (window, data) in enumerate(raster.blocks(block), start=1):
+        for done, window in enumerate(grid.blocks(block), start=1):
             if is_cancelled and is_cancelled():
                 raise Cancelled()
-            values = data.values
-            np.copyto(values, np.float32(NODATA), where=~data.valid[np.newaxis])
-            for index, band in enumerate(bands):
-                band.WriteArray(np.ascontiguousarray(values[index]), window.col, window.row)
+            for spec, dataset, data in zip(specs, datasets, produce(window)):
+                values = np.asarray(data.values)
+                if values.ndim == 2:
+                    values = values[np.newaxis]
+                values = values.astype(gdal_array.GDALTypeCodeToNumericTypeCode(spec.data_type), copy=False)
+                np.copyto(values, values.dtype.type(spec.nodata), where=~data.valid[np.newaxis])
+                for index in range(values.shape[0]):
+                    dataset.GetRasterBand(index + 1).WriteArray(np.ascontiguousarray(values[index]), window.col, window.row)
             if progress:
                 progress(done / total)
-        with gdal_errors() as messages:
-            dataset.FlushCache()
-            dataset = None
-        if messages:
-            raise GeoEmbedError(f"Writing {path} failed: {messages[-1]}.")
-        if os.path.exists(path + ".aux.xml"):
-            os.remove(path + ".aux.xml")  # stale statistics of a previous file
-        os.replace(tmp, path)
+        for index, spec in enumerate(specs):
+            with gdal_errors() as messages:
+                datasets[index].FlushCache()
+                datasets[index] = None
+            if messages:
+                raise GeoEmbedError(f"Writing {spec.path} failed: {messages[-1]}.")
+        for spec, tmp in zip(specs, temps):
+            if os.path.exists(spec.path + ".aux.xml"):
+                os.remove(spec.path + ".aux.xml")  # stale statistics of a previous file
+            os.replace(tmp, spec.path)
     except BaseException:
-        dataset = None
-        if os.path.exists(tmp):
-            os.remove(tmp)
+        datasets.clear()
+        for tmp in temps:
+            if os.path.exists(tmp):
+                os.remove(tmp)
         raise
-    return path
+
+
+def _create(spec, tmp, grid):
+    with gdal_errors() as messages:
+        dataset = gdal.GetDriverByName("GTiff").Create(
+            tmp, grid.width, grid.height, len(spec.band_names), spec.data_type, creation_options(spec.data_type)
+        )
+    if dataset is None:
+        raise GeoEmbedError(f"Cannot create {spec.path}: {messages[-1] if messages else 'GDAL refused'}.")
+    dataset.SetGeoTransform(grid.geotransform)
+    dataset.SetProjection(crs_wkt(grid.crs))
+    dataset.SetMetadata({**spec.metadata, "GEOEMBED_VERSION": __about__.__version__})
+    dataset.SetMetadataItem("AREA_OR_POINT", "Area")
+    for index, name in enumerate(spec.band_names):
+        band = dataset.GetRasterBand(index + 1)
+        band.SetDescription(name)
+        band.SetNoDataValue(spec.nodata)
+    return dataset
