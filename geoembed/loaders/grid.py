@@ -162,3 +162,15 @@ def metres_to_crs_units(crs, metres):
         return metres / 111_320.0
     factor = parsed.axis_info[0].unit_conversion_factor if parsed.axis_info else 1.0
     return metres / factor
+
+
+def points_in_rings(x, y, rings):
+    """Even-odd point-in-polygon of arrays of points against polygon rings (holes included)."""
+    inside = np.zeros(np.shape(x), dtype=bool)
+    for ring in rings:
+        for ax, ay, bx, by in zip(ring[:-1, 0], ring[:-1, 1], ring[1:, 0], ring[1:, 1]):
+            if ay == by:
+                continue
+            crosses = (ay > y) != (by > y)
+            inside ^= crosses & (x < ax + (y - ay) * (bx - ax) / (by - ay))
+    return inside

@@ -17,7 +17,15 @@ from pyproj import CRS
 
 from .errors import Cancelled, GeoEmbedError
 from .geoparquet import geo_metadata, geometry_column, open_parquet, wkb_bounds, wkb_rings
-from .grid import boxes_overlap, grid_from_bounds, metres_to_crs_units, transform_bounds, transformer, utm_crs_for
+from .grid import (
+    boxes_overlap,
+    grid_from_bounds,
+    metres_to_crs_units,
+    points_in_rings,
+    transform_bounds,
+    transformer,
+    utm_crs_for,
+)
 from .model import NODATA, EmbeddingBlock, EmbeddingRaster, Provenance
 from .planning import MAX_PIXELS, extent_lonlat, fmt, union
 from .remote import is_url
@@ -39,7 +47,6 @@ class PatchTable:
 
     def __len__(self):
         return len(self.geometries)
-
 
 
 @dataclass
@@ -241,7 +248,7 @@ def rasterise(table, grid):
         if c0 >= c1 or r0 >= r1:
             continue
         gx, gy = np.meshgrid(xs_all[c0:c1], ys_all[r0:r1])
-        inside = _inside(gx, gy, rings)
+        inside = points_in_rings(gx, gy, rings)
         if not inside.any():
             continue
         centre_x, centre_y = (xmin + xmax) / 2, (ymin + ymax) / 2
@@ -259,20 +266,6 @@ def _date_ranks(dates):
     known = sorted({d for d in dates if d is not None})
     order = {d: i for i, d in enumerate(known)}
     return np.array([order.get(d, -1) if d is not None else 0 for d in dates], dtype=np.int64)
-
-
-def _inside(x, y, rings):
-    """Even-odd point-in-polygon over all rings (holes included)."""
-    inside = np.zeros(x.shape, dtype=bool)
-    for ring in rings:
-        x1, y1, x2, y2 = ring[:-1, 0], ring[:-1, 1], ring[1:, 0], ring[1:, 1]
-        for ax, ay, bx, by in zip(x1, y1, x2, y2):
-            if ay == by:
-                continue
-            crosses = (ay > y) != (by > y)
-            at = ax + (y - ay) * (bx - ax) / (by - ay)
-            inside ^= crosses & (x < at)
-    return inside
 
 
 def build_patch_raster(table, request, product, log, variant, notes=()):

@@ -82,6 +82,7 @@ def provenance_metadata(provenance):
 def write_geotiff(raster, path, progress=None, is_cancelled=None, block=BLOCK):
     """Write every block of an EmbeddingRaster to path as Float32; returns path."""
     spec = OutputSpec(path, raster.band_names, metadata=provenance_metadata(raster.provenance))
+    block = getattr(raster, "block_size", block)  # e.g. aggregation reads a bounded source window per block
     write_rasters(raster.grid, [spec], lambda window: [raster.read(window)], progress, is_cancelled, block)
     return path
 
