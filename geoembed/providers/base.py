@@ -1,5 +1,6 @@
 """What every GeoEmbed algorithm shares: naming, help, and turning failures into one-line errors."""
 
+import os
 import traceback
 
 from qgis.core import QgsCoordinateReferenceSystem, QgsProcessingAlgorithm, QgsProcessingException
@@ -8,6 +9,7 @@ from qgis.PyQt.QtGui import QIcon
 
 from .. import __about__
 from ..loaders.errors import GeoEmbedError
+from ..loaders.remote import is_url
 
 HELP_DIR = __about__.PLUGIN_DIR / "resources" / "help"
 ICON = str(__about__.PLUGIN_DIR / "resources" / "icons" / "geoembed.svg")
@@ -73,6 +75,21 @@ class GeoEmbedAlgorithm(QgsProcessingAlgorithm):
 
     def helpUrl(self):  # noqa: N802
         return f"{__about__.__uri_repository__}#geoembed{self.NAME}"
+
+    PATH_INPUTS = ()  # raster inputs that may also be a product folder or URL (QGIS would refuse those)
+
+    def checkParameterValues(self, parameters, context):  # noqa: N802
+        for definition in self.parameterDefinitions():
+            name = definition.name()
+            value = parameters.get(name)
+            if name in self.PATH_INPUTS and isinstance(value, str) and value:
+                if os.path.isdir(value) or is_url(value) or os.path.exists(value):
+                    continue
+                if context.project() is None or context.project().mapLayer(value) is None:
+                    return False, f"{name} {value} does not exist; give an embedding layer, a product file or a folder."
+            if not definition.checkValueIsAcceptable(value, context):
+                return False, f"Incorrect parameter value for {name}"
+        return True, ""
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
         try:

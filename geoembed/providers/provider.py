@@ -6,8 +6,20 @@ from qgis.PyQt.QtGui import QIcon
 from .. import __about__
 from .catalog import CatalogAlgorithm
 from .load import LoadAlgorithm
+from .resample import ResampleAlgorithm
+from .sample import SampleAlgorithm
+from .similarity import SimilarityAlgorithm
+from .train import ClassifyAlgorithm, TrainAlgorithm
 
-ALGORITHMS = (LoadAlgorithm, CatalogAlgorithm)
+ALGORITHMS = (
+    LoadAlgorithm,
+    CatalogAlgorithm,
+    SampleAlgorithm,
+    SimilarityAlgorithm,
+    TrainAlgorithm,
+    ClassifyAlgorithm,
+    ResampleAlgorithm,
+)
 ICON = str(__about__.PLUGIN_DIR / "resources" / "icons" / "geoembed.svg")
 
 

@@ -1,6 +1,17 @@
 """Styles applied to GeoEmbed outputs when Processing adds them to the project."""
 
-from qgis.core import QgsContrastEnhancement, QgsMultiBandColorRenderer, QgsProcessingLayerPostProcessorInterface, QgsRasterLayer
+from qgis.core import (
+    QgsColorRampShader,
+    QgsContrastEnhancement,
+    QgsGradientColorRamp,
+    QgsGradientStop,
+    QgsMultiBandColorRenderer,
+    QgsProcessingLayerPostProcessorInterface,
+    QgsRasterLayer,
+    QgsRasterShader,
+    QgsSingleBandPseudoColorRenderer,
+)
+from qgis.PyQt.QtGui import QColor
 
 # Bands and range of Google's own AEF visualisation (A01, A16, A09 over -0.3..0.3).
 DISPLAY_BANDS = {"aef": (("A01", "A16", "A09"), (-0.3, 0.3))}
@@ -44,5 +55,35 @@ def apply_band_style(layer, band_names, value_range):
         enhancement.setMinimumValue(value_range[0])
         enhancement.setMaximumValue(value_range[1])
         setter(enhancement)
+    layer.setRenderer(renderer)
+    layer.triggerRepaint()
+
+
+class HeatmapStyler(QgsProcessingLayerPostProcessorInterface):
+    """Similarity in [-1, 1] drawn with a colour ramp (low: dark blue, high: yellow)."""
+
+    _instances = []
+
+    @classmethod
+    def create(cls):
+        styler = cls()
+        cls._instances.append(styler)
+        return styler
+
+    def postProcessLayer(self, layer, context, feedback):  # noqa: N802 - QGIS API
+        if isinstance(layer, QgsRasterLayer):
+            apply_ramp(layer, -1.0, 1.0)
+
+
+def apply_ramp(layer, low, high):
+    ramp = QgsGradientColorRamp(QColor(13, 8, 135), QColor(240, 249, 33))
+    ramp.setStops([QgsGradientStop(0.5, QColor(204, 71, 120))])
+    shader_function = QgsColorRampShader(low, high, ramp)
+    shader_function.classifyColorRamp(9)
+    shader = QgsRasterShader()
+    shader.setRasterShaderFunction(shader_function)
+    renderer = QgsSingleBandPseudoColorRenderer(layer.dataProvider(), 1, shader)
+    renderer.setClassificationMin(low)
+    renderer.setClassificationMax(high)
     layer.setRenderer(renderer)
     layer.triggerRepaint()
