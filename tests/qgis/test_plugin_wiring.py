@@ -66,7 +66,15 @@ def test_initprocessing_registers_the_provider_and_its_algorithm():
     provider = registry.providerById(PROVIDER_ID)
     assert provider is not None
     assert provider.name() == "GeoEmbed"
-    assert sorted(a.id() for a in provider.algorithms()) == ["geoembed:catalog", "geoembed:load"]
+    assert sorted(a.id() for a in provider.algorithms()) == [
+        "geoembed:catalog",
+        "geoembed:classify",
+        "geoembed:load",
+        "geoembed:resample",
+        "geoembed:sample",
+        "geoembed:similarity",
+        "geoembed:train",
+    ]
     algorithm = registry.algorithmById("geoembed:load")
     assert algorithm is not None and algorithm.provider().id() == PROVIDER_ID
     names = {p.name() for p in algorithm.parameterDefinitions()}
