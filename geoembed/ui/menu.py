@@ -10,6 +10,10 @@ ICON = str(__about__.PLUGIN_DIR / "resources" / "icons" / "geoembed.svg")
 ENTRIES = (
     ("geoembed:load", "Load embeddings…", "Load an Earth embedding product as a north-up raster layer"),
     ("geoembed:catalog", "Product catalog and costs…", "Compare the embedding products and what an area costs"),
+    ("geoembed:sample", "Sample at points…", "Embedding values at the points of a layer"),
+    ("geoembed:similarity", "Similarity heatmap…", "Where the embeddings look like your examples"),
+    ("geoembed:train", "Train a classifier…", "Classify embeddings from labelled points or polygons"),
+    ("geoembed:resample", "Resample embeddings…", "Nearest or aggregate resampling onto another grid"),
 )
 
 
