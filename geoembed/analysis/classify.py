@@ -170,8 +170,8 @@ def load_model(path):
             payload = pickle.load(handle)
     except FileNotFoundError:
         raise GeoEmbedError(f"MODEL {path} does not exist; give a file saved by geoembed:train.") from None
-    except (pickle.UnpicklingError, EOFError, AttributeError, ImportError, ValueError) as exc:
-        raise GeoEmbedError(f"{path} is not a GeoEmbed model file ({type(exc).__name__}); save one with geoembed:train.") from exc
+    except (Exception, MemoryError) as exc:  # a corrupt pickle can raise almost anything
+        raise GeoEmbedError(f"{path} is not a GeoEmbed model ({type(exc).__name__}); save one with geoembed:train.") from exc
     if not isinstance(payload, dict) or payload.get("format") != MODEL_FORMAT:
         raise GeoEmbedError(f"{path} is not a GeoEmbed model file; save one with geoembed:train.")
     return payload["model"]

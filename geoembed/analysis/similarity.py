@@ -39,7 +39,9 @@ class TopK:
         local_rows, local_cols = np.nonzero(valid)
         values = scores[local_rows, local_cols].astype(np.float64)
         if len(values) > self.k:
-            keep = np.argpartition(-values, self.k - 1)[: self.k]
+            # Keep everything scoring at least the k-th best, so ties are settled by position below.
+            threshold = np.partition(values, len(values) - self.k)[len(values) - self.k]
+            keep = values >= threshold
             values, local_rows, local_cols = values[keep], local_rows[keep], local_cols[keep]
         scores_all = np.concatenate([self.scores, values])
         rows_all = np.concatenate([self.rows, local_rows + row0])

@@ -1,0 +1,253 @@
+"""resample: nearest and aggregate against brute force over pixel centres (same CRS and across CRSs)."""
+
+import numpy as np
+import pytest
+from osgeo import gdal
+from pyproj import Transformer
+
+from geoembed.analysis import resample
+from geoembed.analysis.resample import AggregateRaster, coarser, nearest
+from geoembed.loaders.errors import GeoEmbedError
+from geoembed.loaders.grid import Grid, Window
+from geoembed.loaders.model import NODATA
+from geoembed.loaders.writer import write_geotiff
+from tests.unit.helpers import assert_one_line
+from tests.unit.test_analysis_memraster import UTM31, random_raster
+
+MERCATOR = "EPSG:3857"
+
+
+def read_all(raster, size=None):
+    """(values, valid) of a whole raster read block by block (its own block size when size is None)."""
+    g = raster.grid
+    values = np.full((raster.band_count, g.height, g.width), np.nan, dtype=np.float32)
+    valid = np.zeros((g.height, g.width), dtype=bool)
+    windows = list(raster.blocks()) if size is None else list(raster.blocks(size))
+    for window, block in windows:
+        rows = slice(window.row, window.row + window.height)
+        cols = slice(window.col, window.col + window.width)
+        values[:, rows, cols] = block.values
+        valid[rows, cols] = block.valid
+    return values, valid
+
+
+def target_centres(grid):
+    xs = grid.x0 + (np.arange(grid.width) + 0.5) * grid.res_x
+    ys = grid.y0 - (np.arange(grid.height) + 0.5) * grid.res_y
+    return np.meshgrid(xs, ys)
+
+
+def source_centres(raster):
+    g = raster.grid
+    xs = g.x0 + (np.arange(g.width) + 0.5) * g.res_x
+    ys = g.y0 - (np.arange(g.height) + 0.5) * g.res_y
+    return np.meshgrid(xs, ys)
+
+
+def brute_nearest(raster, grid):
+    """Each target pixel: the source pixel containing its centre (mapped with pyproj when the CRSs differ)."""
+    g = raster.grid
+    gx, gy = target_centres(grid)
+    if grid.crs != g.crs:
+        gx, gy = Transformer.from_crs(grid.crs, g.crs, always_xy=True).transform(gx, gy)
+    values = np.full((raster.band_count, grid.height, grid.width), np.nan, dtype=np.float32)
+    valid = np.zeros((grid.height, grid.width), dtype=bool)
+    for row in range(grid.height):
+        for col in range(grid.width):
+            x, y = gx[row, col], gy[row, col]
+            if g.x0 <= x < g.x0 + g.width * g.res_x and g.y0 - g.height * g.res_y < y <= g.y0:
+                sc, sr = int((x - g.x0) // g.res_x), int((g.y0 - y) // g.res_y)
+                if raster.valid[sr, sc]:
+                    values[:, row, col] = raster.values[:, sr, sc]
+                    valid[row, col] = True
+    return values, valid
+
+
+def brute_aggregate(raster, grid):
+    """Per target pixel: the sum of valid source vectors whose centres lie in it, L2-normalised (float64)."""
+    sx, sy = source_centres(raster)
+    if grid.crs != raster.grid.crs:
+        sx, sy = Transformer.from_crs(raster.grid.crs, grid.crs, always_xy=True).transform(sx, sy)
+    ok = raster.valid
+    sx, sy = sx[ok], sy[ok]
+    vectors = raster.values[:, ok].astype(np.float64)
+    values = np.full((raster.band_count, grid.height, grid.width), np.nan)
+    valid = np.zeros((grid.height, grid.width), dtype=bool)
+    for row in range(grid.height):
+        top = grid.y0 - row * grid.res_y
+        in_row = (sy <= top) & (sy > top - grid.res_y)
+        for col in range(grid.width):
+            left = grid.x0 + col * grid.res_x
+            inside = in_row & (sx >= left) & (sx < left + grid.res_x)
+            if inside.any():
+                total = vectors[:, inside].sum(axis=1)
+                norm = np.sqrt(np.sum(total * total))
+                if norm > 0:
+                    values[:, row, col] = total / norm
+                    valid[row, col] = True
+    return values, valid
+
+
+def assert_same(got, expected, atol=1e-5):
+    values, valid = got
+    expected_values, expected_valid = expected
+    np.testing.assert_array_equal(valid, expected_valid)
+    np.testing.assert_allclose(values[:, valid], expected_values[:, valid], atol=atol)
+
+
+# ---------------------------------------------------------------- nearest
+
+
+@pytest.mark.parametrize("res", [3.0, 7.3, 10.0])
+def test_nearest_onto_a_finer_grid_copies_the_covering_vector(res):
+    raster = random_raster(20, 15, bands=4, seed=1)
+    g = raster.grid
+    grid = Grid(UTM31, g.x0 - 23.7, g.y0 + 11.9, res, res, int(260 / res), int(200 / res))  # overhangs the source
+    out = nearest(raster, grid)
+    assert out.grid == grid and out.band_names == raster.band_names
+    got = read_all(out, 9)
+    expected = brute_nearest(raster, grid)
+    assert expected[1].sum() > 20 and (~expected[1]).sum() > 20
+    np.testing.assert_array_equal(got[1], expected[1])
+    np.testing.assert_array_equal(got[0][:, got[1]], expected[0][:, expected[1]])  # exact copies
+    assert np.all(got[0][:, ~got[1]] == NODATA)
+
+
+def test_nearest_into_another_crs():
+    raster = random_raster(30, 25, bands=3, seed=2)
+    west, south, east, north = Transformer.from_crs(UTM31, MERCATOR, always_xy=True).transform_bounds(*raster.grid.bounds)
+    grid = Grid(MERCATOR, west - 30.0, north + 20.0, 6.0, 6.0, int((east - west + 60) / 6), int((north - south + 40) / 6))
+    got = read_all(nearest(raster, grid), 16)
+    expected = brute_nearest(raster, grid)
+    np.testing.assert_array_equal(got[1], expected[1])
+    np.testing.assert_array_equal(got[0][:, got[1]], expected[0][:, expected[1]])
+
+
+# ---------------------------------------------------------------- aggregate
+
+
+def aligned_target(raster, factor):
+    g = raster.grid
+    res = g.res_x * factor
+    return Grid(g.crs, g.x0, g.y0, res, res, int(np.ceil(g.width / factor)), int(np.ceil(g.height / factor)))
+
+
+@pytest.mark.parametrize("factor", [2, 3, 10])
+def test_aggregate_onto_coarser_grid_equals_per_pixel_sums(factor):
+    raster = random_raster(60, 45, bands=5, seed=3, holes=0.2, box=False)
+    raster.valid[10:30, 20:40] = False  # whole target pixels without any valid source
+    raster.values[:, ~raster.valid] = NODATA
+    grid = aligned_target(raster, factor)
+    agg = AggregateRaster(raster, grid)
+    assert agg.grid == grid and agg.band_names == raster.band_names
+    expected = brute_aggregate(raster, grid)
+    assert (~expected[1]).sum() >= 1
+    got = read_all(agg)
+    assert_same(got, expected)
+    np.testing.assert_allclose(np.linalg.norm(got[0][:, got[1]], axis=0), 1.0, atol=1e-5)
+    assert_same(read_all(AggregateRaster(raster, grid), 1), expected)  # any window size gives the same
+    one = AggregateRaster(raster, grid).read(Window(0, 0, grid.width, grid.height))
+    assert_same((one.values, one.valid), expected)
+
+
+@pytest.mark.parametrize("res", [25.0, 37.0, 14.5])
+def test_aggregate_with_non_integer_ratio(res):
+    raster = random_raster(50, 40, bands=4, seed=4, holes=0.1)
+    g = raster.grid
+    # origin offset so no source centre falls exactly on a target edge
+    grid = Grid(UTM31, g.x0 - 3.3, g.y0 + 2.1, res, res, int(510 / res) + 1, int(410 / res) + 1)
+    assert_same(read_all(AggregateRaster(raster, grid)), brute_aggregate(raster, grid))
+
+
+def test_aggregate_into_another_crs_equals_pyproj_brute_force():
+    raster = random_raster(80, 70, bands=4, seed=5, holes=0.1)
+    west, south, east, north = Transformer.from_crs(UTM31, MERCATOR, always_xy=True).transform_bounds(*raster.grid.bounds)
+    res = 40.0  # ~28 m on the ground at 45 N: a bit less than 3 source pixels across
+    grid = Grid(MERCATOR, west - 13.7, north + 9.1, res, res, int((east - west) / res) + 2, int((north - south) / res) + 2)
+    agg = AggregateRaster(raster, grid)
+    expected = brute_aggregate(raster, grid)
+    assert expected[1].sum() > 200
+    assert_same(read_all(agg), expected)
+    assert_same(read_all(AggregateRaster(raster, grid), 3), expected)
+
+
+def test_aggregate_refuses_a_finer_or_equal_target():
+    raster = random_raster(20, 20, bands=2, seed=6)
+    g = raster.grid
+    for res in (5.0, 10.0):
+        with pytest.raises(GeoEmbedError) as info:
+            AggregateRaster(raster, Grid(UTM31, g.x0, g.y0, res, res, 10, 10))
+        assert "nearest" in assert_one_line(info.value)
+    with pytest.raises(GeoEmbedError):
+        AggregateRaster(raster, Grid(MERCATOR, 260000.0, 5600000.0, 12.0, 12.0, 10, 10))  # ~8.5 m on the ground
+
+
+def test_coarser():
+    raster = random_raster(20, 20, bands=2, seed=7)
+    g = raster.grid
+    assert coarser(raster, Grid(UTM31, g.x0, g.y0, 20.0, 20.0, 10, 10))
+    assert coarser(raster, Grid(UTM31, g.x0, g.y0, 10.5, 10.5, 10, 10))
+    assert not coarser(raster, Grid(UTM31, g.x0, g.y0, 10.0, 10.0, 20, 20))
+    assert not coarser(raster, Grid(UTM31, g.x0, g.y0, 4.0, 4.0, 50, 50))
+    # EPSG:3857 at 45 N stretches by 1/cos(45) = 1.41: compared in metres on the ground, not in CRS units
+    west, _, _, north = Transformer.from_crs(UTM31, MERCATOR, always_xy=True).transform_bounds(*g.bounds)
+    assert not coarser(raster, Grid(MERCATOR, west, north, 12.0, 12.0, 10, 10))
+    assert coarser(raster, Grid(MERCATOR, west, north, 20.0, 20.0, 10, 10))
+    geographic = Grid("EPSG:4326", 3.0, 45.16, 0.0005, 0.0005, 10, 10)  # ~39 x 56 m
+    assert coarser(raster, geographic)
+
+
+def test_aggregate_reads_bounded_source_windows(monkeypatch):
+    monkeypatch.setattr(resample, "SOURCE_WINDOW", 16)
+    raster = random_raster(100, 90, bands=3, seed=8)
+    grid = aligned_target(raster, 3)
+    agg = AggregateRaster(raster, grid)
+    assert agg.block_size == 5  # int(16 / 3)
+    got_values = np.zeros((3, grid.height, grid.width), dtype=np.float32)
+    got_valid = np.zeros((grid.height, grid.width), dtype=bool)
+    for window, block in agg.blocks():
+        assert window.width <= agg.block_size and window.height <= agg.block_size
+        got_values[:, window.row : window.row + window.height, window.col : window.col + window.width] = block.values
+        got_valid[window.row : window.row + window.height, window.col : window.col + window.width] = block.valid
+    assert raster.reads, "no source reads were made"
+    for part in raster.reads:
+        assert part.width <= 16 + 2 and part.height <= 16 + 2, part
+    # the source pixels read per target block stay near the block: at most (5 * 3 + 2)^2 of them
+    for window in grid.blocks(agg.block_size):
+        raster.reads.clear()
+        agg.read(window)
+        assert sum(w.width * w.height for w in raster.reads) <= (window.width * 3 + 2) * (window.height * 3 + 2)
+        for w in raster.reads:
+            assert w.col >= window.col * 3 - 1 and w.col + w.width <= (window.col + window.width) * 3 + 1
+            assert w.row >= window.row * 3 - 1 and w.row + w.height <= (window.row + window.height) * 3 + 1
+    assert_same((got_values, got_valid), brute_aggregate(raster, grid))
+
+
+def test_default_block_size_keeps_reads_within_source_window():
+    raster = random_raster(300, 260, bands=2, seed=9, holes=0.05)
+    grid = aligned_target(raster, 2)
+    agg = AggregateRaster(raster, grid)
+    assert agg.block_size == resample.SOURCE_WINDOW // 2
+    read_all(agg)
+    assert all(w.width <= resample.SOURCE_WINDOW + 2 and w.height <= resample.SOURCE_WINDOW + 2 for w in raster.reads)
+
+
+def test_write_geotiff_of_an_aggregate_uses_its_block_size(tmp_path, monkeypatch):
+    monkeypatch.setattr(resample, "SOURCE_WINDOW", 12)
+    raster = random_raster(70, 50, bands=3, seed=10)
+    grid = aligned_target(raster, 4)
+    agg = AggregateRaster(raster, grid)
+    path = write_geotiff(agg, str(tmp_path / "agg.tif"))
+    assert all(w.width <= 12 + 2 and w.height <= 12 + 2 for w in raster.reads)
+    dataset = gdal.Open(path)
+    values = dataset.ReadAsArray().astype(np.float32)
+    dataset = None
+    expected_values, expected_valid = brute_aggregate(raster, grid)
+    valid = ~(values == NODATA).any(axis=0)
+    assert_same((values, valid), (expected_values, expected_valid))
+
+
+def test_close_closes_the_source():
+    raster = random_raster(20, 20, bands=2)
+    AggregateRaster(raster, aligned_target(raster, 2)).close()
+    assert raster.closed
