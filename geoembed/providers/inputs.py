@@ -2,13 +2,17 @@
 
 import os
 
+import numpy as np
 from qgis.core import (
     QgsCoordinateReferenceSystem,
     QgsCoordinateTransform,
+    QgsFeature,
+    QgsGeometry,
     QgsProcessingException,
     QgsWkbTypes,
 )
 
+from ..loaders.errors import Cancelled
 from ..loaders.open import open_embeddings
 from ..loaders.remote import is_url
 
@@ -39,24 +43,28 @@ def qgis_crs(crs):
 def features_in(source, crs, context, feedback=None):
     """[(feature, ("point", (x, y)) | ("polygon", [rings]))] for every feature, in the raster's CRS.
 
-    Multi-points give one entry per point; multi-polygons one entry with all their rings.
+    Multi-points give one entry per point, each with a copy of the feature holding just that point
+    (in the source CRS); multi-polygons one entry with all their rings.
     """
-    import numpy as np
-
     transform = QgsCoordinateTransform(source.sourceCrs(), qgis_crs(crs), context.transformContext())
     out = []
     for feature in source.getFeatures():
         if feedback is not None and feedback.isCanceled():
-            break
+            raise Cancelled()
         geometry = feature.geometry()
         if geometry.isNull() or geometry.isEmpty():
             continue
-        geometry.transform(transform)
         kind = QgsWkbTypes.geometryType(geometry.wkbType())
         if kind == QgsWkbTypes.PointGeometry:
-            points = geometry.asMultiPoint() if geometry.isMultipart() else [geometry.asPoint()]
-            out.extend((feature, ("point", (p.x(), p.y()))) for p in points)
-        elif kind == QgsWkbTypes.PolygonGeometry:
+            parts = geometry.asMultiPoint() if geometry.isMultipart() else [geometry.asPoint()]
+            for part in parts:
+                single = QgsFeature(feature)
+                single.setGeometry(QgsGeometry.fromPointXY(part))
+                moved = transform.transform(part)
+                out.append((single, ("point", (moved.x(), moved.y()))))
+            continue
+        geometry.transform(transform)
+        if kind == QgsWkbTypes.PolygonGeometry:
             polygons = geometry.asMultiPolygon() if geometry.isMultipart() else [geometry.asPolygon()]
             rings = [np.array([(p.x(), p.y()) for p in ring]) for polygon in polygons for ring in polygon if len(ring) > 3]
             if rings:

@@ -11,12 +11,13 @@ from qgis.core import (
     QgsProcessingParameterFeatureSink,
     QgsProcessingParameterFeatureSource,
     QgsProcessingParameterRasterLayer,
+    QgsWkbTypes,
 )
 from qgis.PyQt.QtCore import QVariant
 
 from ..analysis.sampling import sample
-from ..loaders.geoparquet_writer import write_points_parquet
 from .base import FeedbackLog, GeoEmbedAlgorithm
+from .geoparquet_output import write_points_parquet
 from .inputs import features_in, open_input
 
 
@@ -52,15 +53,17 @@ class SampleAlgorithm(GeoEmbedAlgorithm):
             raise QgsProcessingException("No point falls on a valid pixel of INPUT; check that POINTS and INPUT overlap.")
         if not valid.all():
             log.warning(f"{int((~valid).sum())} of {len(valid)} points fall outside INPUT or on nodata: their values are NULL.")
-        band_names = list(raster.band_names)
+        band_names = _unique(list(raster.band_names), source.fields())  # never shadow an input field
         destination = self._destination(parameters, context)
         if destination.lower().endswith(".parquet"):
             write_points_parquet(destination, entries, source.fields(), band_names, values, valid, source.sourceCrs().toWkt())
             return {"OUTPUT": destination}
         fields = QgsFields(source.fields())
-        for name in _unique(band_names, fields):
+        for name in band_names:
             fields.append(QgsField(name, QVariant.Double))
-        sink, destination = self.parameterAsSink(parameters, "OUTPUT", context, fields, source.wkbType(), source.sourceCrs())
+        # One row per point: multi-point features are split into their points.
+        point_type = QgsWkbTypes.singleType(source.wkbType())
+        sink, destination = self.parameterAsSink(parameters, "OUTPUT", context, fields, point_type, source.sourceCrs())
         if sink is None:
             raise QgsProcessingException(self.invalidSinkError(parameters, "OUTPUT"))
         for index, (feature, _) in enumerate(entries):

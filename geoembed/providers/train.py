@@ -3,6 +3,7 @@
 import numpy as np
 from osgeo import gdal
 from qgis.core import (
+    QgsPalettedRasterRenderer,
     QgsProcessing,
     QgsProcessingException,
     QgsProcessingParameterEnum,
@@ -12,7 +13,9 @@ from qgis.core import (
     QgsProcessingParameterFileDestination,
     QgsProcessingParameterRasterDestination,
     QgsProcessingParameterRasterLayer,
+    QgsRasterLayer,
 )
+from qgis.PyQt.QtGui import QColor
 
 from ..analysis import classify
 from ..analysis.regions import polygon_pixels
@@ -215,7 +218,8 @@ def write_class_maps(algorithm, parameters, context, raster, model, log):
 
 
 def add_palette(path, class_names):
-    """Colour table and category names in the GeoTIFF itself, so QGIS shows a paletted layer anywhere."""
+    """Colour table and category names in the GeoTIFF itself (for any software), and a default QGIS
+    style beside it with just the n classes (GDAL always stores 256 palette entries for Byte)."""
     dataset = gdal.Open(path, gdal.GA_Update)
     band = dataset.GetRasterBand(1)
     table = gdal.ColorTable()
@@ -225,6 +229,13 @@ def add_palette(path, class_names):
     band.SetRasterColorTable(table)
     band.SetRasterCategoryNames(["nodata", *class_names])
     dataset = None
+    layer = QgsRasterLayer(path, "classes", "gdal")
+    classes = [
+        QgsPalettedRasterRenderer.Class(value, QColor(*PALETTE[(value - 1) % len(PALETTE)]), name)
+        for value, name in enumerate(class_names, start=1)
+    ]
+    layer.setRenderer(QgsPalettedRasterRenderer(layer.dataProvider(), 1, classes))
+    layer.saveDefaultStyle()
 
 
 def _block_size(xs, ys):

@@ -1,10 +1,10 @@
-"""Writing sampled points as GeoParquet (WKB points + attributes + one float32 column per band)."""
+"""Sampled QGIS point features as GeoParquet (WKB points + attributes + one float32 column per band)."""
 
 import json
 import struct
 
-from .geoparquet import pyarrow_parquet
-from .remote import atomic_file
+from ..loaders.geoparquet import pyarrow_parquet
+from ..loaders.remote import atomic_file
 
 
 def write_points_parquet(path, entries, fields, band_names, values, valid, crs_wkt):
@@ -20,7 +20,7 @@ def write_points_parquet(path, entries, fields, band_names, values, valid, crs_w
         columns[name] = pa.array([float(v) if ok else None for v, ok in zip(values[:, band], valid)], type=pa.float32())
     geometries, xs, ys = [], [], []
     for feature, _ in entries:
-        point = feature.geometry().asPoint() if not feature.geometry().isMultipart() else feature.geometry().asMultiPoint()[0]
+        point = feature.geometry().asPoint()  # one point per entry (multi-points arrive split)
         geometries.append(struct.pack("<BIdd", 1, 1, point.x(), point.y()))
         xs.append(point.x())
         ys.append(point.y())
