@@ -16,6 +16,7 @@ from . import catalog
 from .errors import GeoEmbedError, RemoteError
 from .gdal_io import crs_string, is_signed_byte, open_raster, read_window
 from .geoparquet import geometry_column, is_parquet, open_parquet, pyarrow_parquet, wkb_bounds
+from .grid import raster_bounds
 from .planning import build_mosaic, extent_lonlat, fmt, pick_year, tiles_under, year_span
 from .remote import HttpClient, cached_copy, is_url, join, parent
 
@@ -68,10 +69,7 @@ class AefTile:
 
     @property
     def bounds(self):
-        c, a, b, f, d, e = self.geotransform
-        xs = [c + a * col + b * row for col in (0, self.width) for row in (0, self.height)]
-        ys = [f + d * col + e * row for col in (0, self.width) for row in (0, self.height)]
-        return (min(xs), min(ys), max(xs), max(ys))
+        return raster_bounds(self.geotransform, self.width, self.height)
 
     @property
     def south_up(self):

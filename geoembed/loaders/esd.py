@@ -10,6 +10,7 @@ import numpy as np
 from osgeo import gdal
 
 from . import catalog
+from .geotiff_tile import band_problem
 from .pixel_geotiff import plan_geotiffs
 from .sources import find_files
 
@@ -37,11 +38,7 @@ def decode(raw):
 
 
 def expect(dataset):
-    band = dataset.GetRasterBand(1) if dataset.RasterCount else None
-    if dataset.RasterCount < MONTHS or band.DataType != gdal.GDT_UInt16:
-        dtype = gdal.GetDataTypeName(band.DataType) if band else "no"
-        return f"expected 12 monthly UInt16 code bands (+ QA), found {dataset.RasterCount} {dtype} band(s)"
-    return None
+    return band_problem(dataset, MONTHS, gdal.GDT_UInt16, at_least=True)  # 12 monthly codes (+ a QA band)
 
 
 def recognise_source(source):

@@ -64,94 +64,62 @@ def geometry_column(schema):
 
 def wkb_bounds(wkb):
     """(xmin, ymin, xmax, ymax) of a WKB (or ISO/EWKB) geometry, without a geometry library."""
-    xs, ys = [], []
-    _walk_wkb(memoryview(wkb), 0, xs, ys)
-    if not xs:
+    parts = [coords for _, coords in wkb_parts(wkb)]
+    if not parts:
         return None
-    return (min(xs), min(ys), max(xs), max(ys))
+    coords = np.concatenate(parts)
+    return (coords[:, 0].min(), coords[:, 1].min(), coords[:, 0].max(), coords[:, 1].max())
 
 
-def _walk_wkb(buf, offset, xs, ys):
+def wkb_rings(wkb):
+    """Polygon rings as (n, 2) arrays for (multi)polygons, or [(1, 2) array] for a point; lines give []."""
+    parts = wkb_parts(wkb)
+    rings = [coords for kind, coords in parts if kind == "ring"]
+    return rings or [coords for kind, coords in parts if kind == "point"]
+
+
+def wkb_parts(wkb):
+    """[(kind, (n, 2) float64 x/y array)] with kind "point", "line" or "ring", for any (multi) geometry."""
+    parts = []
+    _parse(memoryview(wkb), 0, parts)
+    return parts
+
+
+def _parse(buf, offset, parts):
     order = "<" if buf[offset] == 1 else ">"
     (gtype,) = struct.unpack_from(order + "I", buf, offset + 1)
     offset += 5
-    has_srid = bool(gtype & 0x20000000)
     code = gtype & 0x0FFFFFFF  # without the EWKB flag bits; ISO WKB adds 1000 (Z), 2000 (M), 3000 (ZM)
     has_z = bool(gtype & 0x80000000) or code // 1000 in (1, 3)
     has_m = bool(gtype & 0x40000000) or code // 1000 in (2, 3)
-    if has_srid:
+    if gtype & 0x20000000:  # EWKB SRID
         offset += 4
-    base = code % 1000
-    ndim = 2 + has_z + has_m
-    if base == 1:  # point
+    base, ndim = code % 1000, 2 + has_z + has_m
+    if base == 1:
         x, y = struct.unpack_from(order + "dd", buf, offset)
         if x == x:  # empty points are NaN
-            xs.append(x)
-            ys.append(y)
+            parts.append(("point", np.array([[x, y]])))
         return offset + 8 * ndim
-    if base == 2:  # linestring
-        return _read_points(buf, offset, order, ndim, xs, ys)
-    if base == 3:  # polygon
+    if base == 2:
+        return _read_coords(buf, offset, order, ndim, "line", parts)
+    if base == 3:
         (rings,) = struct.unpack_from(order + "I", buf, offset)
         offset += 4
         for _ in range(rings):
-            offset = _read_points(buf, offset, order, ndim, xs, ys)
+            offset = _read_coords(buf, offset, order, ndim, "ring", parts)
         return offset
     if base in (4, 5, 6, 7):  # multi* and collections
         (count,) = struct.unpack_from(order + "I", buf, offset)
         offset += 4
         for _ in range(count):
-            offset = _walk_wkb(buf, offset, xs, ys)
+            offset = _parse(buf, offset, parts)
         return offset
     raise GeoEmbedError(f"Unsupported WKB geometry type {gtype}.")
 
 
-def _read_points(buf, offset, order, ndim, xs, ys):
+def _read_coords(buf, offset, order, ndim, kind, parts):
     (count,) = struct.unpack_from(order + "I", buf, offset)
-    offset += 4
-    coords = np.frombuffer(buf, dtype=np.dtype(order + "f8"), count=count * ndim, offset=offset).reshape(count, ndim)
-    xs.extend(coords[:, 0].tolist())
-    ys.extend(coords[:, 1].tolist())
-    return offset + 8 * ndim * count
-
-
-def wkb_rings(wkb):
-    """Polygon rings as (n, 2) arrays for (multi)polygons, or [(1, 2) array] for a point; other types give []."""
-    rings, points = [], []
-    _collect(memoryview(wkb), 0, rings, points)
-    return rings or points
-
-
-def _collect(buf, offset, rings, points):
-    order = "<" if buf[offset] == 1 else ">"
-    (gtype,) = struct.unpack_from(order + "I", buf, offset + 1)
-    offset += 5
-    code = gtype & 0x0FFFFFFF
-    ndim = 2 + (bool(gtype & 0x80000000) or code // 1000 in (1, 3)) + (bool(gtype & 0x40000000) or code // 1000 in (2, 3))
-    if gtype & 0x20000000:
-        offset += 4
-    base = code % 1000
-    if base == 1:
-        x, y = struct.unpack_from(order + "dd", buf, offset)
-        if x == x:
-            points.append(np.array([[x, y]]))
-        return offset + 8 * ndim
-    if base == 3:
-        (count,) = struct.unpack_from(order + "I", buf, offset)
-        offset += 4
-        for _ in range(count):
-            (n,) = struct.unpack_from(order + "I", buf, offset)
-            coords = np.frombuffer(buf, dtype=np.dtype(order + "f8"), count=n * ndim, offset=offset + 4).reshape(n, ndim)
-            rings.append(coords[:, :2].astype(np.float64))
-            offset += 4 + 8 * ndim * n
-        return offset
-    if base == 2:  # lines are not patches: skip their points
-        (n,) = struct.unpack_from(order + "I", buf, offset)
-        return offset + 4 + 8 * ndim * n
-    if base in (4, 5, 6, 7):
-        (count,) = struct.unpack_from(order + "I", buf, offset)
-        offset += 4
-        for _ in range(count):
-            offset = _collect(buf, offset, rings, points)
-        return offset
-    raise GeoEmbedError(f"Unsupported WKB geometry type {gtype}.")
+    coords = np.frombuffer(buf, dtype=np.dtype(order + "f8"), count=count * ndim, offset=offset + 4).reshape(count, ndim)
+    if count:
+        parts.append((kind, coords[:, :2].astype(np.float64)))
+    return offset + 4 + 8 * ndim * count

@@ -4,9 +4,11 @@ import os
 import re
 
 import numpy as np
+from osgeo import gdal
 
 from .errors import GeoEmbedError, RemoteError
 from .gdal_io import crs_string, open_raster, read_window
+from .grid import raster_bounds
 
 YEAR_IN_PATH = re.compile(r"(?:^|[/_])(?P<year>(?:19|20)\d\d)(?:[/_.]|$)")
 
@@ -28,10 +30,7 @@ class GeoTiffTile:
 
     @property
     def bounds(self):
-        c, a, b, f, d, e = self.geotransform
-        xs = [c + a * col + b * row for col in (0, self.width) for row in (0, self.height)]
-        ys = [f + d * col + e * row for col in (0, self.width) for row in (0, self.height)]
-        return (min(xs), min(ys), max(xs), max(ys))
+        return raster_bounds(self.geotransform, self.width, self.height)
 
     def read(self, col, row, width, height):
         return self._decode(read_window(self._dataset, self.location, col, row, width, height))
@@ -56,6 +55,17 @@ def open_geotiff_tile(location, decode, expect, product_name):
     if tile.crs is None or tile.geotransform == (0.0, 1.0, 0.0, 0.0, 0.0, 1.0):
         raise GeoEmbedError(f"{name} has no georeferencing (CRS or geotransform); {product_name} files carry both.")
     return tile
+
+
+def band_problem(dataset, count, data_type, at_least=False):
+    """None when the dataset has count (or more) bands of data_type, else what it has instead."""
+    band = dataset.GetRasterBand(1) if dataset.RasterCount else None
+    enough = dataset.RasterCount >= count if at_least else dataset.RasterCount == count
+    if band is not None and enough and band.DataType == data_type:
+        return None
+    found = gdal.GetDataTypeName(band.DataType) if band is not None else "no"
+    wanted = f"{'at least ' if at_least else ''}{count} {gdal.GetDataTypeName(data_type)}"
+    return f"expected {wanted} bands, found {dataset.RasterCount} {found} band(s)"
 
 
 def nonzero_valid(raw):

@@ -91,6 +91,14 @@ def grid_from_bounds(crs, bounds, res_x, res_y=None, anchor=(0.0, 0.0)):
     return Grid(crs, ax + col0 * res_x, ay + row1 * res_y, res_x, res_y, width, height)
 
 
+def raster_bounds(geotransform, width, height):
+    """(xmin, ymin, xmax, ymax) of a raster of any orientation (the box of its four corners)."""
+    c, a, b, f, d, e = geotransform
+    xs = [c + a * col + b * row for col in (0, width) for row in (0, height)]
+    ys = [f + d * col + e * row for col in (0, width) for row in (0, height)]
+    return (min(xs), min(ys), max(xs), max(ys))
+
+
 def boxes_overlap(a, b):
     """True when two (xmin, ymin, xmax, ymax) boxes share some area."""
     return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]

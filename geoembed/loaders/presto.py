@@ -8,7 +8,7 @@ import re
 from osgeo import gdal
 
 from . import catalog
-from .geotiff_tile import nonzero_valid
+from .geotiff_tile import band_problem, nonzero_valid
 from .pixel_geotiff import header_matches, plan_geotiffs
 from .sources import find_files
 
@@ -19,11 +19,7 @@ NOTE = "No de-quantisation is published for Presto: values are the raw uint16 nu
 
 
 def expect(dataset):
-    band = dataset.GetRasterBand(1) if dataset.RasterCount else None
-    if dataset.RasterCount != 128 or band.DataType != gdal.GDT_UInt16:
-        dtype = gdal.GetDataTypeName(band.DataType) if band else "no"
-        return f"expected 128 UInt16 bands, found {dataset.RasterCount} {dtype} band(s)"
-    return None
+    return band_problem(dataset, 128, gdal.GDT_UInt16)
 
 
 def recognise_source(source):
