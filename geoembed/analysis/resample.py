@@ -37,6 +37,18 @@ def _scale(raster, grid):
     return math.sqrt(abs((x1 - x0) * (y1 - y0)) / (src.res_x * src.res_y))
 
 
+def _aligned_factors(src, grid, tolerance=1e-6):
+    """((fx, fy), (col, row) of the target origin in source pixels) when each target pixel is exactly a
+    whole block of source pixels in the same CRS; else None."""
+    if not same_crs(src.crs, grid.crs):
+        return None
+    values = (grid.res_x / src.res_x, grid.res_y / src.res_y, (grid.x0 - src.x0) / src.res_x, (src.y0 - grid.y0) / src.res_y)
+    if any(abs(v - round(v)) > tolerance for v in values) or round(values[0]) < 1 or round(values[1]) < 1:
+        return None
+    fx, fy, ox, oy = (int(round(v)) for v in values)
+    return (fx, fy), (ox, oy)
+
+
 class AggregateRaster(EmbeddingRaster):
     """Each target pixel: the L2-normalised sum of the valid source vectors whose centres fall inside it."""
 
@@ -50,11 +62,14 @@ class AggregateRaster(EmbeddingRaster):
         self.band_names = raster.band_names
         self.provenance = raster.provenance
         self.block_size = max(1, int(SOURCE_WINDOW / _scale(raster, grid)))
+        self._factors = _aligned_factors(raster.grid, grid)
 
     def blocks(self, size=None):
         return super().blocks(self.block_size)
 
     def read(self, window):
+        if self._factors is not None:
+            return self._read_aligned(window)
         sub = self.grid.window_grid(window)
         src = self.source.grid
         bands = self.band_count
@@ -74,6 +89,35 @@ class AggregateRaster(EmbeddingRaster):
         values = np.full((bands, window.height * window.width), NODATA, dtype=np.float32)
         values[:, valid] = (sums[:, valid] / norms[valid]).astype(np.float32)
         return EmbeddingBlock(values.reshape(bands, window.height, window.width), valid.reshape(window.height, window.width))
+
+    def _read_aligned(self, window):
+        """Target pixels that are exact fx x fy groups of source pixels: sum by reshaping, no index maths."""
+        (fx, fy), (ox, oy) = self._factors
+        src = self.source.grid
+        c0, r0 = ox + window.col * fx, oy + window.row * fy
+        width, height = window.width * fx, window.height * fy
+        cc0, rr0 = max(c0, 0), max(r0, 0)
+        cc1, rr1 = min(c0 + width, src.width), min(r0 + height, src.height)
+        if (cc0, rr0, cc1, rr1) == (c0, r0, c0 + width, r0 + height):  # inside the source: sum in place
+            block = self.source.read(Window(c0, r0, width, height))
+            values, valid = np.ascontiguousarray(block.values), block.valid
+            np.copyto(values, 0.0, where=~valid[np.newaxis])
+        else:  # at the source's edge: pad with invalid pixels
+            values = np.zeros((self.band_count, height, width), dtype=np.float32)
+            valid = np.zeros((height, width), dtype=bool)
+            if cc0 < cc1 and rr0 < rr1:
+                block = self.source.read(Window(cc0, rr0, cc1 - cc0, rr1 - rr0))
+                rows, cols = slice(rr0 - r0, rr1 - r0), slice(cc0 - c0, cc1 - c0)
+                np.copyto(values[:, rows, cols], block.values, where=block.valid[np.newaxis])
+                valid[rows, cols] = block.valid
+        shape = (self.band_count, window.height, fy, window.width, fx)
+        sums = values.reshape(shape).sum(axis=(2, 4))
+        counts = valid.reshape(shape[1:]).sum(axis=(1, 3))
+        norms = np.sqrt((sums * sums).sum(axis=0))
+        ok = (counts > 0) & (norms > 0)
+        out = np.full(sums.shape, NODATA, dtype=np.float32)
+        np.divide(sums, norms, out=out, where=ok[np.newaxis], casting="unsafe")
+        return EmbeddingBlock(out, ok)
 
     @staticmethod
     def _accumulate(block, part_grid, sub, sums, counts):

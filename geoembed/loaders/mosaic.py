@@ -32,12 +32,16 @@ class TileMosaic(EmbeddingRaster):
 
     def read(self, window):
         sub = self.grid.window_grid(window)
+        overlapping = [i for i, footprint in enumerate(self._footprints) if boxes_overlap(footprint, sub.bounds)]
+        if len(overlapping) == 1 and self._separable(overlapping[0]):
+            whole = self._read_whole(self.tiles[overlapping[0]], sub)
+            if whole is not None:  # one tile under the whole block: hand its window over without copying
+                return EmbeddingBlock(*whole)
         values = np.full((self.band_count, window.height, window.width), NODATA, dtype=np.float32)
         valid = np.zeros((window.height, window.width), dtype=bool)
-        for tile, footprint, aligned in zip(self.tiles, self._footprints, self._same_crs):
-            if not boxes_overlap(footprint, sub.bounds):
-                continue
-            if aligned and tile.geotransform[2] == 0 and tile.geotransform[4] == 0:
+        for index in overlapping:
+            tile = self.tiles[index]
+            if self._separable(index):
                 self._fill_separable(tile, sub, values, valid)
             else:
                 self._fill_general(tile, sub, values, valid)
@@ -52,13 +56,32 @@ class TileMosaic(EmbeddingRaster):
             callback()
         self.on_close = []
 
+    def _separable(self, index):
+        gt = self.tiles[index].geotransform
+        return self._same_crs[index] and gt[2] == 0 and gt[4] == 0
+
     @staticmethod
-    def _fill_separable(tile, sub, values, valid):
-        """Same CRS, no rotation: source column depends on x only and row on y only."""
+    def _source_indices(tile, sub):
+        """Source column of every target column and source row of every target row (same CRS, no rotation)."""
         c, a, _, f, _, e = tile.geotransform
         xs, ys = sub.pixel_centres()
-        cols = np.floor((xs - c) / a).astype(np.int64)
-        rows = np.floor((ys - f) / e).astype(np.int64)
+        return np.floor((xs - c) / a).astype(np.int64), np.floor((ys - f) / e).astype(np.int64)
+
+    @classmethod
+    def _read_whole(cls, tile, sub):
+        """(values, valid) of the whole block from one tile, or None when the block reaches past the tile."""
+        cols, rows = cls._source_indices(tile, sub)
+        if cols.min() < 0 or cols.max() >= tile.width or rows.min() < 0 or rows.max() >= tile.height:
+            return None
+        c0, r0 = cols.min(), rows.min()
+        values, valid = tile.read(c0, r0, cols.max() - c0 + 1, rows.max() - r0 + 1)
+        row_index, col_index = _as_slice(rows - r0), _as_slice(cols - c0)
+        return values[:, row_index][:, :, col_index], valid[row_index][:, col_index]
+
+    @classmethod
+    def _fill_separable(cls, tile, sub, values, valid):
+        """Same CRS, no rotation: source column depends on x only and row on y only."""
+        cols, rows = cls._source_indices(tile, sub)
         col_in = np.flatnonzero((cols >= 0) & (cols < tile.width))
         row_in = np.flatnonzero((rows >= 0) & (rows < tile.height))
         if col_in.size == 0 or row_in.size == 0:
