@@ -12,6 +12,7 @@ from ..loaders.grid import Window, same_crs, transform_bounds, transformer
 from ..loaders.model import NODATA, EmbeddingBlock, EmbeddingRaster
 from ..loaders.mosaic import TileMosaic
 from ..loaders.open import RasterTile
+from ..loaders.prefetch import Prefetched
 
 SOURCE_WINDOW = 512  # pixels per side of source read at once by aggregate
 
@@ -63,6 +64,8 @@ class AggregateRaster(EmbeddingRaster):
         self.provenance = raster.provenance
         self.block_size = max(1, int(SOURCE_WINDOW / _scale(raster, grid)))
         self._factors = _aligned_factors(raster.grid, grid)
+        if self._factors is not None:  # source windows are known in advance: read the next one meanwhile
+            self.source = Prefetched(raster, [self._source_window(w) for w in grid.blocks(self.block_size)])
 
     def blocks(self, size=None):
         return super().blocks(self.block_size)
@@ -90,24 +93,32 @@ class AggregateRaster(EmbeddingRaster):
         values[:, valid] = (sums[:, valid] / norms[valid]).astype(np.float32)
         return EmbeddingBlock(values.reshape(bands, window.height, window.width), valid.reshape(window.height, window.width))
 
-    def _read_aligned(self, window):
-        """Target pixels that are exact fx x fy groups of source pixels: sum by reshaping, no index maths."""
+    def _source_window(self, window):
+        """The source pixels under a target window, clipped to the source (None when outside it)."""
         (fx, fy), (ox, oy) = self._factors
         src = self.source.grid
         c0, r0 = ox + window.col * fx, oy + window.row * fy
-        width, height = window.width * fx, window.height * fy
         cc0, rr0 = max(c0, 0), max(r0, 0)
-        cc1, rr1 = min(c0 + width, src.width), min(r0 + height, src.height)
-        if (cc0, rr0, cc1, rr1) == (c0, r0, c0 + width, r0 + height):  # inside the source: sum in place
-            block = self.source.read(Window(c0, r0, width, height))
+        cc1, rr1 = min(c0 + window.width * fx, src.width), min(r0 + window.height * fy, src.height)
+        return Window(cc0, rr0, cc1 - cc0, rr1 - rr0) if cc0 < cc1 and rr0 < rr1 else None
+
+    def _read_aligned(self, window):
+        """Target pixels that are exact fx x fy groups of source pixels: sum by reshaping, no index maths."""
+        (fx, fy), (ox, oy) = self._factors
+        c0, r0 = ox + window.col * fx, oy + window.row * fy
+        width, height = window.width * fx, window.height * fy
+        part = self._source_window(window)
+        if part == Window(c0, r0, width, height):  # inside the source: sum in place
+            block = self.source.read(part)
             values, valid = np.ascontiguousarray(block.values), block.valid
             np.copyto(values, 0.0, where=~valid[np.newaxis])
         else:  # at the source's edge: pad with invalid pixels
             values = np.zeros((self.band_count, height, width), dtype=np.float32)
             valid = np.zeros((height, width), dtype=bool)
-            if cc0 < cc1 and rr0 < rr1:
-                block = self.source.read(Window(cc0, rr0, cc1 - cc0, rr1 - rr0))
-                rows, cols = slice(rr0 - r0, rr1 - r0), slice(cc0 - c0, cc1 - c0)
+            if part is not None:
+                block = self.source.read(part)
+                rows = slice(part.row - r0, part.row + part.height - r0)
+                cols = slice(part.col - c0, part.col + part.width - c0)
                 np.copyto(values[:, rows, cols], block.values, where=block.valid[np.newaxis])
                 valid[rows, cols] = block.valid
         shape = (self.band_count, window.height, fy, window.width, fx)

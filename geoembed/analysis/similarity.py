@@ -3,6 +3,8 @@
 import numpy as np
 
 from ..loaders.model import EmbeddingBlock, EmbeddingRaster
+from ..loaders.prefetch import Prefetched
+from ..loaders.writer import BLOCK
 from .regions import unit
 
 
@@ -53,8 +55,8 @@ class TopK:
 class SimilarityRaster(EmbeddingRaster):
     """One band: cosine similarity to the query, minus the similarity to the negative query if given."""
 
-    def __init__(self, raster, query, negative=None, k=0):
-        self.source = raster
+    def __init__(self, raster, query, negative=None, k=0, block=BLOCK):
+        self.source = Prefetched(raster, raster.grid.blocks(block))  # written block by block, in this order
         self.grid = raster.grid
         self.band_names = ("similarity",)
         self.provenance = raster.provenance

@@ -42,6 +42,7 @@ class ResampleAlgorithm(GeoEmbedAlgorithm):
     def execute(self, parameters, context, feedback):
         log = FeedbackLog(feedback)
         raster = open_input(self, parameters, context, log)
+        result = None
         try:
             grid = self._target(parameters, context, raster)
             mode = self.parameterAsEnumString(parameters, "MODE", context) or "auto"
@@ -54,7 +55,8 @@ class ResampleAlgorithm(GeoEmbedAlgorithm):
             log.info(f"Resampling to {grid.width} x {grid.height} pixels of {grid.res_x:g} in {grid.crs} ({mode}).")
             write_geotiff(result, output, log.progress, log.is_cancelled)
         finally:
-            raster.close()
+            # Closing the derived raster waits for its background read, then closes the input.
+            (result or raster).close()
         return {"OUTPUT": output}
 
     def _target(self, parameters, context, raster):

@@ -57,6 +57,7 @@ class SimilarityAlgorithm(GeoEmbedAlgorithm):
     def execute(self, parameters, context, feedback):
         log = FeedbackLog(feedback)
         raster = open_input(self, parameters, context, log)
+        heatmap = None
         try:
             query = self._mean_vector(parameters, "QUERY", raster, context, feedback, required=True)
             negative = self._mean_vector(parameters, "NEGATIVE", raster, context, feedback, required=False)
@@ -70,7 +71,8 @@ class SimilarityAlgorithm(GeoEmbedAlgorithm):
             spec = OutputSpec(output, ("similarity",), metadata=meta)
             write_rasters(raster.grid, [spec], lambda w: [heatmap.read(w)], log.progress, log.is_cancelled)
         finally:
-            raster.close()
+            # Closing the derived raster waits for its background read, then closes the input.
+            (heatmap or raster).close()
         outputs = {"OUTPUT": output}
         if parameters.get("OUTPUT_MATCHES") not in (None, ""):
             outputs["OUTPUT_MATCHES"] = self._write_matches(parameters, context, raster.grid, heatmap.top)
