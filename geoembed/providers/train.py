@@ -105,7 +105,7 @@ class TrainAlgorithm(GeoEmbedAlgorithm):
                 method,
                 report={"accuracy": None if result is None else result["accuracy"], "counts": counts.tolist()},
             )
-            outputs = self._write_maps(parameters, context, raster, model, log)
+            outputs = write_class_maps(self, parameters, context, raster, model, log)
         finally:
             raster.close()
         model_path = self.parameterAsFileOutput(parameters, "OUTPUT_MODEL", context) if parameters.get("OUTPUT_MODEL") else ""
@@ -161,9 +161,6 @@ class TrainAlgorithm(GeoEmbedAlgorithm):
                 f"Only the class {class_names[present[0]]} lies on valid pixels of INPUT; a classifier needs at least two."
             )
         return np.concatenate(values), labels, np.concatenate(xs), np.concatenate(ys), class_names
-
-    def _write_maps(self, parameters, context, raster, model, log):
-        return write_class_maps(self, parameters, context, raster, model, log)
 
 
 class ClassifyAlgorithm(GeoEmbedAlgorithm):
