@@ -13,8 +13,11 @@ from ..loaders.model import NODATA, EmbeddingBlock, EmbeddingRaster
 from ..loaders.mosaic import TileMosaic
 from ..loaders.open import RasterTile
 from ..loaders.prefetch import Prefetched
+from .aligned_sums import AlignedSums, chunk_target_rows, rows_in_budget
 
-SOURCE_WINDOW = 512  # pixels per side of source read at once by aggregate
+SOURCE_WINDOW = 512  # pixels per side of source read at once by aggregate onto a grid of another CRS or phase
+ALIGNED_BLOCK = 128  # target pixels per side of a block when target pixels are whole groups of source pixels
+ACCUMULATOR_BYTES = 128 * 2**20  # float64 sums of whole target rows held while streaming the source
 
 
 def nearest(raster, grid):
@@ -62,10 +65,20 @@ class AggregateRaster(EmbeddingRaster):
         self.grid = grid
         self.band_names = raster.band_names
         self.provenance = raster.provenance
-        self.block_size = max(1, int(SOURCE_WINDOW / _scale(raster, grid)))
         self._factors = _aligned_factors(raster.grid, grid)
-        if self._factors is not None:  # source windows are known in advance: read the next one meanwhile
-            self.source = Prefetched(raster, [self._source_window(w) for w in grid.blocks(self.block_size)])
+        self._stream = None
+        if self._factors is None:
+            self.block_size = max(1, int(SOURCE_WINDOW / _scale(raster, grid)))
+            return
+        self.block_size = ALIGNED_BLOCK
+        fy = self._factors[0][1]
+        if rows_in_budget(self.band_count, grid.width, ACCUMULATOR_BYTES) >= ALIGNED_BLOCK + chunk_target_rows(fy):
+            # Whole target rows fit in memory: stream the source once, top to bottom.
+            self._stream = AlignedSums(raster.grid, self.band_count, *self._factors, Window(0, 0, grid.width, grid.height))
+            windows = self._stream.windows
+        else:  # very wide targets: each block on its own
+            windows = (w for block in grid.blocks(self.block_size) for w in self._window_sums(block).windows)
+        self.source = Prefetched(raster, windows, method="read_linear")  # the reads are known in advance
 
     def blocks(self, size=None):
         return super().blocks(self.block_size)
@@ -75,8 +88,7 @@ class AggregateRaster(EmbeddingRaster):
             return self._read_aligned(window)
         sub = self.grid.window_grid(window)
         src = self.source.grid
-        bands = self.band_count
-        sums = np.zeros((bands, window.height * window.width), dtype=np.float64)
+        sums = np.zeros((self.band_count, window.height * window.width), dtype=np.float64)
         counts = np.zeros(window.height * window.width, dtype=np.int64)
         left, bottom, right, top = transform_bounds(sub.crs, src.crs, sub.bounds)
         c0 = max(0, math.floor((left - src.x0) / src.res_x) - 1)
@@ -87,48 +99,19 @@ class AggregateRaster(EmbeddingRaster):
             for col in range(c0, c1, SOURCE_WINDOW):
                 part = Window(col, row, min(SOURCE_WINDOW, c1 - col), min(SOURCE_WINDOW, r1 - row))
                 self._accumulate(self.source.read(part), src.window_grid(part), sub, sums, counts)
-        norms = np.sqrt((sums * sums).sum(axis=0))
-        valid = (counts > 0) & (norms > 0)
-        values = np.full((bands, window.height * window.width), NODATA, dtype=np.float32)
-        values[:, valid] = (sums[:, valid] / norms[valid]).astype(np.float32)
-        return EmbeddingBlock(values.reshape(bands, window.height, window.width), valid.reshape(window.height, window.width))
+        shape = (window.height, window.width)
+        return _normalised(sums.reshape((self.band_count,) + shape), counts.reshape(shape))
 
-    def _source_window(self, window):
-        """The source pixels under a target window, clipped to the source (None when outside it)."""
-        (fx, fy), (ox, oy) = self._factors
-        src = self.source.grid
-        c0, r0 = ox + window.col * fx, oy + window.row * fy
-        cc0, rr0 = max(c0, 0), max(r0, 0)
-        cc1, rr1 = min(c0 + window.width * fx, src.width), min(r0 + window.height * fy, src.height)
-        return Window(cc0, rr0, cc1 - cc0, rr1 - rr0) if cc0 < cc1 and rr0 < rr1 else None
+    def _window_sums(self, window):
+        return AlignedSums(self.source.grid, self.band_count, *self._factors, window)
 
     def _read_aligned(self, window):
-        """Target pixels that are exact fx x fy groups of source pixels: sum by reshaping, no index maths."""
-        (fx, fy), (ox, oy) = self._factors
-        c0, r0 = ox + window.col * fx, oy + window.row * fy
-        width, height = window.width * fx, window.height * fy
-        part = self._source_window(window)
-        if part == Window(c0, r0, width, height):  # inside the source: sum in place
-            block = self.source.read(part)
-            values, valid = np.ascontiguousarray(block.values), block.valid
-            np.copyto(values, 0.0, where=~valid[np.newaxis])
-        else:  # at the source's edge: pad with invalid pixels
-            values = np.zeros((self.band_count, height, width), dtype=np.float32)
-            valid = np.zeros((height, width), dtype=bool)
-            if part is not None:
-                block = self.source.read(part)
-                rows = slice(part.row - r0, part.row + part.height - r0)
-                cols = slice(part.col - c0, part.col + part.width - c0)
-                np.copyto(values[:, rows, cols], block.values, where=block.valid[np.newaxis])
-                valid[rows, cols] = block.valid
-        shape = (self.band_count, window.height, fy, window.width, fx)
-        sums = values.reshape(shape).sum(axis=(2, 4))
-        counts = valid.reshape(shape[1:]).sum(axis=(1, 3))
-        norms = np.sqrt((sums * sums).sum(axis=0))
-        ok = (counts > 0) & (norms > 0)
-        out = np.full(sums.shape, NODATA, dtype=np.float32)
-        np.divide(sums, norms, out=out, where=ok[np.newaxis], casting="unsafe")
-        return EmbeddingBlock(out, ok)
+        """Target pixels that are exact fx x fy groups of source pixels: sums of whole groups, no index maths."""
+        if self._stream is not None and window.row >= self._stream.first:
+            sums, counts = self._stream.rows(window.row, window.row + window.height, self.source.read_linear)
+            cols = slice(window.col, window.col + window.width)
+            return _normalised(sums[:, :, cols], counts[:, cols])
+        return _normalised(*self._window_sums(window).rows(0, window.height, self.source.read_linear))
 
     @staticmethod
     def _accumulate(block, part_grid, sub, sums, counts):
@@ -153,3 +136,12 @@ class AggregateRaster(EmbeddingRaster):
 
     def close(self):
         self.source.close()
+
+
+def _normalised(sums, counts):
+    """EmbeddingBlock of sums (bands, rows, cols) divided by their L2 norm; nodata where nothing was summed."""
+    norms = np.sqrt(np.einsum("bij,bij->ij", sums, sums))
+    ok = (counts > 0) & (norms > 0)
+    out = np.full(sums.shape, NODATA, dtype=np.float32)
+    np.divide(sums, norms, out=out, where=ok[np.newaxis], casting="unsafe")
+    return EmbeddingBlock(out, ok)

@@ -50,6 +50,14 @@ class EmbeddingRaster:
         """EmbeddingBlock for a Window of self.grid."""
         raise NotImplementedError
 
+    def read_linear(self, window):
+        """(terms, valid, scale): values = terms * scale, terms 0 where not valid, so sums of terms are sums of values.
+
+        Quantised products override this to hand over integer terms, summed exactly and without de-quantising."""
+        block = self.read(window)
+        terms = np.where(block.valid[np.newaxis], block.values, np.float32(0))
+        return terms, block.valid, 1.0
+
     def blocks(self, size=512):
         """(window, EmbeddingBlock) pairs covering the raster from north to south."""
         for window in self.grid.blocks(size):

@@ -49,6 +49,17 @@ class TileMosaic(EmbeddingRaster):
                 break
         return EmbeddingBlock(values, valid)
 
+    def read_linear(self, window):
+        sub = self.grid.window_grid(window)
+        overlapping = [i for i, footprint in enumerate(self._footprints) if boxes_overlap(footprint, sub.bounds)]
+        if len(overlapping) == 1 and self._separable(overlapping[0]):
+            tile = self.tiles[overlapping[0]]
+            if hasattr(tile, "read_linear"):
+                whole = self._read_whole(tile, sub, tile.read_linear)
+                if whole is not None:
+                    return whole
+        return super().read_linear(window)
+
     def close(self):
         for tile in self.tiles:
             tile.close()
@@ -68,15 +79,16 @@ class TileMosaic(EmbeddingRaster):
         return np.floor((xs - c) / a).astype(np.int64), np.floor((ys - f) / e).astype(np.int64)
 
     @classmethod
-    def _read_whole(cls, tile, sub):
-        """(values, valid) of the whole block from one tile, or None when the block reaches past the tile."""
+    def _read_whole(cls, tile, sub, read=None):
+        """(values, valid, ...) of the whole block from one tile (by tile.read or another reader of that
+        signature), or None when the block reaches past the tile."""
         cols, rows = cls._source_indices(tile, sub)
         if cols.min() < 0 or cols.max() >= tile.width or rows.min() < 0 or rows.max() >= tile.height:
             return None
         c0, r0 = cols.min(), rows.min()
-        values, valid = tile.read(c0, r0, cols.max() - c0 + 1, rows.max() - r0 + 1)
+        values, valid, *rest = (read or tile.read)(c0, r0, cols.max() - c0 + 1, rows.max() - r0 + 1)
         row_index, col_index = _as_slice(rows - r0), _as_slice(cols - c0)
-        return values[:, row_index][:, :, col_index], valid[row_index][:, col_index]
+        return (values[:, row_index][:, :, col_index], valid[row_index][:, col_index], *rest)
 
     @classmethod
     def _fill_separable(cls, tile, sub, values, valid):

@@ -12,13 +12,14 @@ from .model import EmbeddingRaster
 
 
 class Prefetched(EmbeddingRaster):
-    """Wraps an EmbeddingRaster that will be read in the order of `windows`."""
+    """Wraps an EmbeddingRaster that will be read in the order of `windows`, by its `method` (read or read_linear)."""
 
-    def __init__(self, raster, windows):
+    def __init__(self, raster, windows, method="read"):
         self.raster = raster
         self.grid = raster.grid
         self.band_names = raster.band_names
         self.provenance = raster.provenance
+        self._method = method
         self._windows = iter(windows)
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="geoembed-prefetch")
         self._pending = None
@@ -26,17 +27,24 @@ class Prefetched(EmbeddingRaster):
 
     def _schedule(self):
         window = next(self._windows, None)
-        self._pending = None if window is None else (window, self._pool.submit(self.raster.read, window))
+        reader = getattr(self.raster, self._method)
+        self._pending = None if window is None else ((self._method, window), self._pool.submit(reader, window))
 
-    def read(self, window):
+    def _take(self, method, window):
         if self._pending is not None:
             expected, future = self._pending
             self._pending = None
-            block = future.result()  # always wait: the source is never read by two threads at once
-            if expected == window:
+            result = future.result()  # always wait: the source is never read by two threads at once
+            if expected == (method, window):
                 self._schedule()
-                return block
-        return self.raster.read(window)
+                return result
+        return getattr(self.raster, method)(window)
+
+    def read(self, window):
+        return self._take("read", window)
+
+    def read_linear(self, window):
+        return self._take("read_linear", window)
 
     def close(self):
         if self._pending is not None:

@@ -5,14 +5,16 @@ import pytest
 from osgeo import gdal
 from pyproj import Transformer
 
-from geoembed.analysis import resample
+from geoembed.analysis import aligned_sums, resample
+from geoembed.analysis.aligned_sums import group_sums
 from geoembed.analysis.resample import AggregateRaster, coarser, nearest
 from geoembed.loaders.errors import GeoEmbedError
 from geoembed.loaders.grid import Grid, Window
 from geoembed.loaders.model import NODATA
+from geoembed.loaders.open import open_embeddings
 from geoembed.loaders.writer import write_geotiff
-from tests.unit.helpers import assert_one_line
-from tests.unit.test_analysis_memraster import UTM31, random_raster
+from tests.unit.helpers import QuietLog, assert_one_line, find_spec, tile_path
+from tests.unit.test_analysis_memraster import UTM31, MemRaster, random_raster
 
 MERCATOR = "EPSG:3857"
 
@@ -197,54 +199,119 @@ def test_coarser():
     assert coarser(raster, geographic)
 
 
-def test_aggregate_reads_bounded_source_windows(monkeypatch):
-    monkeypatch.setattr(resample, "SOURCE_WINDOW", 16)
-    raster = random_raster(100, 90, bands=3, seed=8)
-    grid = aligned_target(raster, 3)
+def test_group_sums_over_runs_cut_anywhere():
+    rng = np.random.default_rng(11)
+    x = rng.integers(-16129, 16130, size=(3, 23, 17)).astype(np.int16)
+    for factor in (1, 2, 5, 30):
+        for phase in range(factor):
+            got = group_sums(x, 1, phase, factor, np.int32)
+            runs = np.arange(-phase, 23, factor)
+            expected = np.stack([x[:, max(0, a) : a + factor].astype(np.int64).sum(axis=1) for a in runs], axis=1)
+            np.testing.assert_array_equal(got, expected)
+            assert got.dtype == np.int32
+
+
+def aligned_target_around(raster, factor, pad):
+    """A target grid whose pixels are factor x factor source pixels, reaching pad target pixels past every side."""
+    g = raster.grid
+    res = g.res_x * factor
+    width, height = int(np.ceil(g.width / factor)) + 2 * pad, int(np.ceil(g.height / factor)) + 2 * pad
+    return Grid(g.crs, g.x0 - pad * res, g.y0 + pad * res, res, res, width, height)
+
+
+@pytest.mark.parametrize(("factor", "pad"), [(2, 0), (3, 1), (5, 2), (7, 0)])
+def test_aligned_aggregate_reads_each_source_pixel_once_in_chunk_windows(monkeypatch, factor, pad):
+    monkeypatch.setattr(aligned_sums, "CHUNK_ROWS", 8)
+    monkeypatch.setattr(aligned_sums, "CHUNK_COLS", 4)
+    monkeypatch.setattr(resample, "ALIGNED_BLOCK", 2)  # blocks end inside row chunks: partial rows are carried
+    raster = random_raster(37, 29, bands=3, seed=8)
+    grid = aligned_target_around(raster, factor, pad)
     agg = AggregateRaster(raster, grid)
-    assert agg.block_size == 5  # int(16 / 3)
-    got_values = np.zeros((3, grid.height, grid.width), dtype=np.float32)
-    got_valid = np.zeros((grid.height, grid.width), dtype=bool)
-    for window, block in agg.blocks():
-        assert window.width <= agg.block_size and window.height <= agg.block_size
-        got_values[:, window.row : window.row + window.height, window.col : window.col + window.width] = block.values
-        got_valid[window.row : window.row + window.height, window.col : window.col + window.width] = block.valid
-    assert raster.reads, "no source reads were made"
-    for part in raster.reads:
-        assert part.width <= 16 + 2 and part.height <= 16 + 2, part
-    # the source pixels read per target block stay near the block: at most (5 * 3 + 2)^2 of them
-    for window in grid.blocks(agg.block_size):
-        raster.reads.clear()
-        agg.read(window)
-        assert sum(w.width * w.height for w in raster.reads) <= (window.width * 3 + 2) * (window.height * 3 + 2)
-        for w in raster.reads:
-            assert w.col >= window.col * 3 - 1 and w.col + w.width <= (window.col + window.width) * 3 + 1
-            assert w.row >= window.row * 3 - 1 and w.row + w.height <= (window.row + window.height) * 3 + 1
-    assert_same((got_values, got_valid), brute_aggregate(raster, grid))
+    got = read_all(agg)
+    agg.close()
+    assert_same(got, brute_aggregate(raster, grid))
+    seen = np.zeros((29, 37), dtype=int)
+    for w in raster.reads:
+        assert w.row % 8 == 0 or w.row == 0, w  # row chunks start on the source's own multiples of CHUNK_ROWS
+        assert w.height <= 8 and w.width <= 4 and (w.col % 4 == 0), w
+        seen[w.row : w.row + w.height, w.col : w.col + w.width] += 1
+    np.testing.assert_array_equal(seen, 1)  # read once, all of it, in windows cut at the chunk edges
 
 
-def test_default_block_size_keeps_reads_within_source_window():
-    raster = random_raster(300, 260, bands=2, seed=9, holes=0.05)
-    grid = aligned_target(raster, 2)
+def test_aligned_aggregate_streams_only_when_whole_rows_fit(monkeypatch):
+    monkeypatch.setattr(aligned_sums, "CHUNK_ROWS", 8)
+    monkeypatch.setattr(aligned_sums, "CHUNK_COLS", 4)
+    monkeypatch.setattr(resample, "ALIGNED_BLOCK", 3)
+    raster = random_raster(60, 50, bands=4, seed=9, holes=0.05)
+    grid = aligned_target_around(raster, 4, 1)
+    expected = brute_aggregate(raster, grid)
+    assert AggregateRaster(raster, grid)._stream is not None
+    assert_same(read_all(AggregateRaster(raster, grid)), expected)
+    monkeypatch.setattr(resample, "ACCUMULATOR_BYTES", 4 * 17 * 8 * 5)  # five rows of 17 target pixels
+    wide = AggregateRaster(raster, grid)
+    assert wide._stream is None
+    assert_same(read_all(wide), expected)
+
+
+def test_aligned_aggregate_answers_reads_in_any_order(monkeypatch):
+    monkeypatch.setattr(aligned_sums, "CHUNK_ROWS", 8)
+    raster = random_raster(40, 36, bands=3, seed=10)
+    grid = aligned_target_around(raster, 3, 1)
+    expected_values, expected_valid = brute_aggregate(raster, grid)
     agg = AggregateRaster(raster, grid)
-    assert agg.block_size == resample.SOURCE_WINDOW // 2
-    read_all(agg)
-    assert all(w.width <= resample.SOURCE_WINDOW + 2 and w.height <= resample.SOURCE_WINDOW + 2 for w in raster.reads)
+    for window in [Window(2, 5, 4, 3), Window(0, 0, 16, 14), Window(1, 1, 3, 2), Window(5, 9, 9, 5)]:
+        block = agg.read(window)
+        rows, cols = slice(window.row, window.row + window.height), slice(window.col, window.col + window.width)
+        assert_same((block.values, block.valid), (expected_values[:, rows, cols], expected_valid[rows, cols]))
+    agg.close()
 
 
-def test_write_geotiff_of_an_aggregate_uses_its_block_size(tmp_path, monkeypatch):
-    monkeypatch.setattr(resample, "SOURCE_WINDOW", 12)
+def test_aef_tile_is_aggregated_from_integer_codes(aef_mirror, aef_specs):
+    """An AEF tile as INPUT: its int8 codes are summed as integers; the result equals summing de-quantised values."""
+    spec = find_spec(aef_specs, 2024, "31N")
+    raster = open_embeddings(str(tile_path(aef_mirror, spec)), QuietLog())
+    g = raster.grid
+    whole = Window(0, 0, g.width, g.height)
+    terms, valid, scale = raster.read_linear(whole)
+    block = raster.read(whole)
+    assert terms.dtype == np.int16 and not valid.all()
+    np.testing.assert_array_equal(valid, block.valid)
+    np.testing.assert_array_equal(terms[:, ~valid], 0)
+    np.testing.assert_allclose(terms[:, valid] * scale, block.values[:, valid], rtol=1e-6)
+    reference = MemRaster(block.values, block.valid, g)
+    for factor in (3, 10):
+        grid = aligned_target_around(reference, factor, 1)
+        agg = AggregateRaster(open_embeddings(str(tile_path(aef_mirror, spec)), QuietLog()), grid)
+        got = read_all(agg)
+        agg.close()
+        assert_same(got, brute_aggregate(reference, grid))
+    raster.close()
+
+
+def test_write_geotiff_of_an_aggregate(tmp_path):
     raster = random_raster(70, 50, bands=3, seed=10)
     grid = aligned_target(raster, 4)
     agg = AggregateRaster(raster, grid)
     path = write_geotiff(agg, str(tmp_path / "agg.tif"))
-    assert all(w.width <= 12 + 2 and w.height <= 12 + 2 for w in raster.reads)
+    agg.close()
     dataset = gdal.Open(path)
     values = dataset.ReadAsArray().astype(np.float32)
     dataset = None
     expected_values, expected_valid = brute_aggregate(raster, grid)
     valid = ~(values == NODATA).any(axis=0)
     assert_same((values, valid), (expected_values, expected_valid))
+
+
+def test_aggregate_into_another_crs_reads_bounded_source_windows(monkeypatch):
+    monkeypatch.setattr(resample, "SOURCE_WINDOW", 16)
+    raster = random_raster(100, 90, bands=3, seed=8)
+    west, south, east, north = Transformer.from_crs(UTM31, MERCATOR, always_xy=True).transform_bounds(*raster.grid.bounds)
+    grid = Grid(MERCATOR, west, north, 40.0, 40.0, int((east - west) / 40) + 1, int((north - south) / 40) + 1)
+    agg = AggregateRaster(raster, grid)
+    assert agg.block_size == int(16 / resample._scale(raster, grid))
+    got = read_all(agg)
+    assert raster.reads and all(w.width <= 16 and w.height <= 16 for w in raster.reads)
+    assert_same(got, brute_aggregate(raster, grid))
 
 
 def test_close_closes_the_source():
