@@ -25,6 +25,7 @@ from qgis.PyQt.QtCore import QVariant
 
 from ..loaders import catalog, load
 from ..loaders.patches import patch_fields_json
+from . import settings
 from .base import FeedbackLog, GeoEmbedAlgorithm, crs_to_string
 from .quicklook import render_quicklook
 from .styles import EmbeddingStyler
@@ -101,7 +102,11 @@ class LoadAlgorithm(GeoEmbedAlgorithm):
             source=(self.parameterAsString(parameters, "SOURCE", context) or "").strip() or None,
             year=self.parameterAsInt(parameters, "YEAR", context) if _given(parameters, "YEAR") else None,
             resolution=self.parameterAsDouble(parameters, "RESOLUTION", context) if _given(parameters, "RESOLUTION") else None,
+            cache_dir=settings.cache_dir(),
         )
+        if request.source is None and request.product in ("aef", "auto") and settings.aef_mirror():
+            request.source = settings.aef_mirror()
+            log.info(f"No SOURCE given: reading the AlphaEarth mirror set in the GeoEmbed settings, {request.source}.")
         if _given(parameters, "EXTENT"):
             extent_crs = self.parameterAsExtentCrs(parameters, "EXTENT", context)
             if not extent_crs.isValid():

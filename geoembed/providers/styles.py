@@ -75,11 +75,13 @@ class HeatmapStyler(QgsProcessingLayerPostProcessorInterface):
             apply_ramp(layer, -1.0, 1.0)
 
 
-def apply_ramp(layer, low, high):
+def apply_ramp(layer, low, high, clip=False):
+    """Pseudo-colour ramp over low..high; clip=True leaves values outside the range undrawn (a live threshold)."""
     ramp = QgsGradientColorRamp(QColor(13, 8, 135), QColor(240, 249, 33))
     ramp.setStops([QgsGradientStop(0.5, QColor(204, 71, 120))])
     shader_function = QgsColorRampShader(low, high, ramp)
     shader_function.classifyColorRamp(9)
+    shader_function.setClip(clip)
     shader = QgsRasterShader()
     shader.setRasterShaderFunction(shader_function)
     renderer = QgsSingleBandPseudoColorRenderer(layer.dataProvider(), 1, shader)

@@ -1,11 +1,14 @@
 """geoembed:train and geoembed:classify - classifiers on labelled features, applied block by block."""
 
+import json
+
 import numpy as np
 from osgeo import gdal
 from qgis.core import (
     QgsPalettedRasterRenderer,
     QgsProcessing,
     QgsProcessingException,
+    QgsProcessingOutputString,
     QgsProcessingParameterEnum,
     QgsProcessingParameterFeatureSource,
     QgsProcessingParameterField,
@@ -79,6 +82,7 @@ class TrainAlgorithm(GeoEmbedAlgorithm):
                 "OUTPUT_REPORT", self.tr("Accuracy report"), fileFilter="HTML (*.html)", optional=True, createByDefault=False
             )
         )
+        self.addOutput(QgsProcessingOutputString("METRICS", self.tr("Cross-validation metrics (JSON)")))
 
     def execute(self, parameters, context, feedback):
         log = FeedbackLog(feedback)
@@ -111,6 +115,7 @@ class TrainAlgorithm(GeoEmbedAlgorithm):
         model_path = self.parameterAsFileOutput(parameters, "OUTPUT_MODEL", context) if parameters.get("OUTPUT_MODEL") else ""
         if model_path:
             outputs["OUTPUT_MODEL"] = model.save(model_path)
+        outputs["METRICS"] = json.dumps(_metrics_json(class_names, counts, result))
         report_path = self.parameterAsFileOutput(parameters, "OUTPUT_REPORT", context) if parameters.get("OUTPUT_REPORT") else ""
         if report_path:
             note = f"{len(np.unique(groups))} spatial blocks of {block:g} map units, grouped into up to 5 folds."
@@ -233,6 +238,18 @@ def add_palette(path, class_names):
     ]
     layer.setRenderer(QgsPalettedRasterRenderer(layer.dataProvider(), 1, classes))
     layer.saveDefaultStyle()
+
+
+def _metrics_json(class_names, counts, result):
+    """Classes, sample counts and the blocked cross-validation results (None when it could not run), as plain JSON."""
+    metrics = {"classes": list(class_names), "counts": [int(c) for c in counts], "accuracy": None}
+    if result is not None:
+        metrics.update(
+            accuracy=result["accuracy"],
+            confusion=result["confusion"].tolist(),
+            f1=[float(v) for v in result["f1"]],
+        )
+    return metrics
 
 
 def _block_size(xs, ys):

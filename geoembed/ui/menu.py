@@ -1,4 +1,4 @@
-"""GeoEmbed menu and toolbar entries; each opens the matching Processing algorithm dialog."""
+"""GeoEmbed menu and toolbar entries: the dock panel, and one entry per Processing algorithm dialog."""
 
 from qgis.PyQt.QtGui import QIcon
 from qgis.PyQt.QtWidgets import QAction
@@ -17,15 +17,28 @@ ENTRIES = (
 )
 
 
+PANEL_ACTION = "GeoEmbed_panel"
+
+
 class GeoEmbedMenu:
     def __init__(self, iface):
         self.iface = iface
         self.toolbar = None
         self.actions = []
+        self.panel_action = None
 
-    def setup(self):
+    def setup(self, toggle_panel):
+        """Menu and toolbar entries; toggle_panel(visible) shows or hides the dock panel."""
         self.toolbar = self.iface.addToolBar("GeoEmbed")
         self.toolbar.setObjectName("GeoEmbedToolbar")
+        self.panel_action = QAction(QIcon(ICON), "GeoEmbed panel", self.iface.mainWindow())
+        self.panel_action.setObjectName(PANEL_ACTION)
+        self.panel_action.setToolTip("Load, click for similarity, label and classify without leaving the map")
+        self.panel_action.setCheckable(True)
+        self.panel_action.toggled.connect(toggle_panel)
+        self.iface.addPluginToRasterMenu(MENU, self.panel_action)
+        self.toolbar.addAction(self.panel_action)
+        self.actions.append(self.panel_action)
         for algorithm_id, text, tip in ENTRIES:
             action = QAction(QIcon(ICON), text, self.iface.mainWindow())
             action.setObjectName(f"GeoEmbed_{algorithm_id.split(':')[1]}")
@@ -40,6 +53,7 @@ class GeoEmbedMenu:
             self.iface.removePluginRasterMenu(MENU, action)
             action.deleteLater()
         self.actions = []
+        self.panel_action = None
         if self.toolbar is not None:
             self.toolbar.deleteLater()
             self.toolbar = None

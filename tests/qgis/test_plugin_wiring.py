@@ -16,6 +16,8 @@ from geoembed.ui.menu import ENTRIES
 
 from .conftest import PROVIDER_ID, geoembed_providers
 
+MENU_ENTRIES = len(ENTRIES) + 1  # the dock panel, then one entry per algorithm
+
 PLUGIN_DIR = Path(geoembed.__file__).resolve().parent
 ACTION_NAME = "GeoEmbed_load"
 
@@ -68,8 +70,13 @@ def test_initprocessing_registers_the_provider_and_its_algorithm():
     assert provider.name() == "GeoEmbed"
     assert sorted(a.id() for a in provider.algorithms()) == [
         "geoembed:catalog",
+        "geoembed:change",
         "geoembed:classify",
+        "geoembed:cluster",
+        "geoembed:compare",
+        "geoembed:intrinsicdim",
         "geoembed:load",
+        "geoembed:pca",
         "geoembed:resample",
         "geoembed:sample",
         "geoembed:similarity",
@@ -134,7 +141,7 @@ def test_initgui_adds_menu_and_toolbar_actions_and_unload_removes_them(iface_spy
         assert len(actions) == 1
         action = actions[0]
         assert action.text() and not action.icon().isNull()
-        assert [(kind, menu) for kind, menu, _ in calls] == [("add", "&GeoEmbed")] * len(ENTRIES)
+        assert [(kind, menu) for kind, menu, _ in calls] == [("add", "&GeoEmbed")] * MENU_ENTRIES
         assert action in [added for _, _, added in calls]
         toolbars = geoembed_toolbars(iface)
         assert len(toolbars) == 1
@@ -143,9 +150,8 @@ def test_initgui_adds_menu_and_toolbar_actions_and_unload_removes_them(iface_spy
     finally:
         plugin.unload()
     flush_deletes()
-    assert [(kind, menu) for kind, menu, _ in calls] == [("add", "&GeoEmbed")] * len(ENTRIES) + [("remove", "&GeoEmbed")] * len(
-        ENTRIES
-    )
+    expected = [("add", "&GeoEmbed")] * MENU_ENTRIES + [("remove", "&GeoEmbed")] * MENU_ENTRIES
+    assert [(kind, menu) for kind, menu, _ in calls] == expected
     assert geoembed_actions(iface) == []
     assert geoembed_toolbars(iface) == []
     # the session's provider (registered before initGui) is not the GUI plugin's to remove
@@ -161,7 +167,7 @@ def test_initgui_twice_over_load_unload_cycles_leaves_nothing_behind(iface_spy):
         plugin.unload()
         flush_deletes()
         assert geoembed_actions(iface) == [] and geoembed_toolbars(iface) == []
-    assert [kind for kind, _, _ in calls] == (["add"] * len(ENTRIES) + ["remove"] * len(ENTRIES)) * 2
+    assert [kind for kind, _, _ in calls] == (["add"] * MENU_ENTRIES + ["remove"] * MENU_ENTRIES) * 2
 
 
 def test_action_opens_the_load_dialog(iface_spy, monkeypatch):

@@ -1,0 +1,161 @@
+"""Similarity tab: click examples on the map, see the heatmap, mask it with a threshold, drop the best matches."""
+
+from qgis.core import QgsProcessing, QgsProject
+from qgis.PyQt.QtCore import Qt
+from qgis.PyQt.QtGui import QColor
+from qgis.PyQt.QtWidgets import QFormLayout, QHBoxLayout, QLabel, QPushButton, QSlider, QSpinBox, QVBoxLayout, QWidget
+
+from ..providers.styles import apply_ramp
+from .layers import add_point, clear, layers_with_source, live, memory_layer, to_layer_crs
+from .map_tools import NEGATIVE, NEW, ExampleTool
+from .runner import load_into_project
+
+EXAMPLES, COUNTER_EXAMPLES = "GeoEmbed examples", "GeoEmbed counter-examples"
+
+
+class SimilarityPanel(QWidget):
+    def __init__(self, dock):
+        super().__init__()
+        self.dock = dock
+        self.tool = ExampleTool(dock.canvas)
+        self.tool.picked.connect(self.pick)
+        self.examples_id = self.negatives_id = self.heatmap_id = None
+        self.pick_button = QPushButton(self.tr("Pick examples on the map"))
+        self.pick_button.setCheckable(True)
+        self.pick_button.toggled.connect(self._toggle_tool)
+        self.tool.deactivated.connect(lambda: self.pick_button.setChecked(False))
+        hint = QLabel(self.tr("Click: a new example · Shift+click: one more example · Alt+click: a counter-example"))
+        hint.setWordWrap(True)
+        self.threshold = QSlider(Qt.Horizontal)
+        self.threshold.setRange(-100, 100)
+        self.threshold.setValue(-100)
+        self.threshold.valueChanged.connect(self.apply_threshold)
+        self.threshold_label = QLabel()
+        form = QFormLayout()
+        row = QHBoxLayout()
+        row.addWidget(self.threshold, 1)
+        row.addWidget(self.threshold_label)
+        form.addRow(self.tr("Show above"), row)
+        self.k = QSpinBox()
+        self.k.setRange(1, 10000)
+        self.k.setValue(10)
+        self.top_button = QPushButton(self.tr("Add the top K matches as points"))
+        self.top_button.clicked.connect(self.top_matches)
+        form.addRow(self.tr("K"), self.k)
+        self.clear_button = QPushButton(self.tr("Clear examples"))
+        self.clear_button.clicked.connect(self.clear_examples)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.pick_button)
+        layout.addWidget(hint)
+        layout.addLayout(form)
+        layout.addWidget(self.top_button)
+        layout.addWidget(self.clear_button)
+        layout.addStretch(1)
+        self._show_threshold()
+
+    # --- examples ----------------------------------------------------------------------------
+
+    def _toggle_tool(self, on):
+        canvas = self.dock.canvas
+        if on:
+            canvas.setMapTool(self.tool)
+        elif canvas.mapTool() is self.tool:
+            canvas.unsetMapTool(self.tool)
+
+    def _example_layers(self, crs):
+        """The examples and counter-examples layers, in crs (created, or re-created when the CRS changed)."""
+        found = []
+        for attribute, name, colour in (
+            ("examples_id", EXAMPLES, QColor(40, 200, 60)),
+            ("negatives_id", COUNTER_EXAMPLES, QColor(220, 40, 40)),
+        ):
+            layer = live(getattr(self, attribute))
+            if layer is not None and layer.crs() != crs:
+                QgsProject.instance().removeMapLayer(layer.id())
+                layer = None
+            if layer is None:
+                layer = memory_layer(name, "Point", crs)
+                layer.renderer().symbol().setColor(colour)
+                QgsProject.instance().addMapLayer(layer)
+                setattr(self, attribute, layer.id())
+            found.append(layer)
+        return found
+
+    def pick(self, point, mode):
+        """A click on the map (point in the canvas CRS): update the examples and recompute the heatmap."""
+        raster = self.dock.embedding_layer()
+        if raster is None:
+            self.dock.tell(self.tr("Choose an embedding layer at the top of the GeoEmbed panel first."))
+            return None
+        examples, negatives = self._example_layers(raster.crs())
+        if mode == NEW:
+            clear(examples)
+            clear(negatives)
+        where = to_layer_crs(point, self.dock.canvas.mapSettings().destinationCrs(), raster)
+        add_point(negatives if mode == NEGATIVE else examples, where)
+        if examples.featureCount() == 0:
+            self.dock.tell(self.tr("Add an example (a click or Shift+click) before counter-examples."))
+            return None
+        return self.compute()
+
+    def clear_examples(self):
+        for layer in (live(self.examples_id), live(self.negatives_id)):
+            if layer is not None:
+                clear(layer)
+
+    def _parameters(self, output):
+        raster = self.dock.embedding_layer()
+        examples, negatives = live(self.examples_id), live(self.negatives_id)
+        parameters = {"INPUT": raster.source(), "QUERY": examples, "K": 0, "OUTPUT": output}
+        if negatives is not None and negatives.featureCount():
+            parameters["NEGATIVE"] = negatives
+        return parameters
+
+    # --- heatmap -----------------------------------------------------------------------------
+
+    def compute(self):
+        path = self.dock.output_path("similarity", "tif")
+        parameters = self._parameters(load_into_project(path))
+        return self.dock.run("geoembed:similarity", parameters, lambda results: self._show(path), replace=True)
+
+    def _show(self, path):
+        old = live(self.heatmap_id)
+        layers = layers_with_source(path)
+        if not layers:
+            return
+        if old is not None and old is not layers[-1]:
+            QgsProject.instance().removeMapLayer(old.id())
+        self.heatmap_id = layers[-1].id()
+        self.apply_threshold()
+
+    def heatmap(self):
+        return live(self.heatmap_id)
+
+    def threshold_value(self):
+        return self.threshold.value() / 100.0
+
+    def _show_threshold(self):
+        value = self.threshold_value()
+        self.threshold_label.setText(self.tr("all") if value <= -1 else f"{value:+.2f}")
+
+    def apply_threshold(self, *_):
+        """Pixels below the threshold are not drawn; the ramp spans threshold..1 so the matches keep their contrast."""
+        self._show_threshold()
+        layer = self.heatmap()
+        if layer is not None:
+            apply_ramp(layer, self.threshold_value() if self.threshold_value() > -1 else -1.0, 1.0, clip=True)
+
+    def top_matches(self):
+        examples = live(self.examples_id)
+        if self.dock.embedding_layer() is None or examples is None or examples.featureCount() == 0:
+            self.dock.tell(self.tr("Pick at least one example on the map first."))
+            return None
+        parameters = self._parameters(QgsProcessing.TEMPORARY_OUTPUT)  # only the matches are wanted here
+        parameters["K"] = self.k.value()
+        parameters["OUTPUT_MATCHES"] = load_into_project(self.dock.output_path("best_matches", "gpkg"))
+        return self.dock.run("geoembed:similarity", parameters)
+
+    def unload(self):
+        canvas = self.dock.canvas
+        if canvas.mapTool() is self.tool:
+            canvas.unsetMapTool(self.tool)
