@@ -102,6 +102,8 @@ class GeoEmbedDock(QgsDockWidget):
                 self.tell(self.tr("GeoEmbed is still running {}; wait or cancel it.").format(running))
                 return None
             self.current.cancel()
+        if self.current is not None and self.current.done:
+            self.current.deleteLater()  # finished runs are not kept
         run = AlgorithmRun(algorithm_id, parameters, self.message_bar(), self)
         run.progress.connect(lambda percent, run=run: self._progress(run, percent))
         run.finished.connect(lambda ok, results, message, run=run: self._finished(run, ok, results, message, on_done))
@@ -120,11 +122,13 @@ class GeoEmbedDock(QgsDockWidget):
             self.progress.setValue(int(percent))
 
     def _finished(self, run, ok, results, message, on_done):
-        if run is self.current:
-            self.cancel_button.setEnabled(False)
-            self.progress.setValue(100 if ok else 0)
-            first_line = message.strip().splitlines()[0] if message.strip() else ""
-            self.status.setText(self.tr("Done: {}").format(run.algorithm.displayName()) if ok else first_line)
+        if run is not self.current:  # a replaced run ending late: nothing to show
+            run.deleteLater()
+            return
+        self.cancel_button.setEnabled(False)
+        self.progress.setValue(100 if ok else 0)
+        first_line = message.strip().splitlines()[0] if message.strip() else ""
+        self.status.setText(self.tr("Done: {}").format(run.algorithm.displayName()) if ok else first_line)
         if ok and on_done is not None:
             on_done(results)
 

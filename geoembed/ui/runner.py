@@ -87,7 +87,7 @@ class AlgorithmRun(QObject):
             self.task.cancel()
 
     def _executed(self, ok, results):
-        if ok:
+        if ok and not self.feedback.isCanceled():  # a run cancelled too late to stop still adds nothing
             from processing.gui.Postprocessing import handleAlgorithmResults
 
             handleAlgorithmResults(self.algorithm, self.context, self.feedback, showResults=False, parameters=self.parameters)

@@ -552,3 +552,18 @@ def test_screenshot_of_the_panel_beside_a_heatmap(dock, loaded, iface):
     assert image.save(str(SCREENSHOT))
     colours = {map_image.pixel(x, y) for x in range(0, map_image.width(), 16) for y in range(0, map_image.height(), 16)}
     assert len(colours) > 5, "the map is blank: the heatmap was not drawn"
+
+
+def test_quick_clicks_replace_the_running_heatmap(dock, loaded):
+    _, embeddings = loaded
+    panel = dock.similarity_panel
+    panel.pick_button.setChecked(True)
+    click(panel.tool, dock.canvas, embeddings.centre(150, 200))
+    first = dock.current
+    click(panel.tool, dock.canvas, embeddings.centre(20, 150))  # before the first heatmap is ready
+    assert dock.current is not first
+    wait_for(first)
+    wait_for(dock.current)
+    heatmaps = [lyr for lyr in QgsProject.instance().mapLayers().values() if lyr.name() == panel.heatmap().name()]
+    assert heatmaps == [panel.heatmap()]  # the replaced run added nothing
+    np.testing.assert_allclose(provider_values(panel.heatmap())[20, 150], 1.0, atol=1e-6)
