@@ -5,7 +5,9 @@ from qgis.PyQt.QtGui import QIcon
 
 from .. import __about__
 from .catalog import CatalogAlgorithm
+from .cluster import ClusterAlgorithm
 from .load import LoadAlgorithm
+from .pca import PcaAlgorithm
 from .resample import ResampleAlgorithm
 from .sample import SampleAlgorithm
 from .similarity import SimilarityAlgorithm
@@ -19,6 +21,8 @@ ALGORITHMS = (
     TrainAlgorithm,
     ClassifyAlgorithm,
     ResampleAlgorithm,
+    PcaAlgorithm,
+    ClusterAlgorithm,
 )
 ICON = str(__about__.PLUGIN_DIR / "resources" / "icons" / "geoembed.svg")
 
