@@ -5,6 +5,7 @@ from dataclasses import dataclass
 
 from . import catalog, products
 from .errors import GeoEmbedError
+from .grid import transform_bounds
 from .model import Provenance
 from .remote import is_url
 from .writer import check_destination, write_geotiff
@@ -62,7 +63,20 @@ def plan(request, log=None, client=None):
         product_id, reason = detect_product(request.source)
         log.info(f"PRODUCT=auto: found {reason}, so reading it as {catalog.product(product_id).name} ({product_id}).")
     catalog.product(product_id)  # unknown ids get the list of valid ones
+    if request.extent is not None:
+        check_extent(request.extent, request.extent_crs)
     return product_id, products.MODULES[product_id].plan(request, log, client)
+
+
+def check_extent(extent, extent_crs):
+    """Refuse an extent that goes more than half way round the globe: that is what an extent crossing the
+    antimeridian becomes once QGIS has ordered its corners (170..-170 is read as -170..170)."""
+    west, _, east, _ = transform_bounds(extent_crs, "EPSG:4326", extent)
+    if east - west > 180.0:
+        raise GeoEmbedError(
+            f"EXTENT spans {east - west:.1f} degrees of longitude: one that crosses the antimeridian (180°) is read "
+            "the long way round; load each side of 180° separately and put them on one grid with geoembed:resample."
+        )
 
 
 def run(request, log=None, progress=None, is_cancelled=None, client=None):

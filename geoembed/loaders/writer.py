@@ -6,6 +6,7 @@ so an error or a cancel never leaves a half-written output.
 
 import json
 import os
+import shutil
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -61,6 +62,32 @@ def check_destination(path):
         raise GeoEmbedError(f"Cannot write to {folder}; choose another OUTPUT folder.")
 
 
+COMPRESSION_GUESS = 0.5  # embeddings rarely compress better than this: the space a write is assumed to need
+
+
+def check_space(grid, specs):
+    """Refuse a write that cannot fit on its disk before any work is done (a mistaken EXTENT can mean terabytes)."""
+    by_folder = {}
+    for spec in specs:
+        folder = os.path.dirname(os.path.abspath(spec.path))
+        item = gdal.GetDataTypeSize(spec.data_type) // 8
+        by_folder[folder] = by_folder.get(folder, 0) + grid.width * grid.height * len(spec.band_names) * item
+    for folder, raw in by_folder.items():
+        free = shutil.disk_usage(folder).free
+        if raw * COMPRESSION_GUESS > free:
+            raise GeoEmbedError(
+                f"The output would need about {_size(raw * COMPRESSION_GUESS)} ({grid.width} x {grid.height} pixels), "
+                f"but {folder} has {_size(free)} free; choose a smaller EXTENT, a coarser RESOLUTION or another folder."
+            )
+
+
+def _size(count):
+    for unit in ("bytes", "KB", "MB", "GB", "TB"):
+        if count < 1000 or unit == "TB":
+            return f"{count:.0f} {unit}" if unit == "bytes" else f"{count:.1f} {unit}"
+        count /= 1000.0
+
+
 def provenance_metadata(provenance):
     meta = {
         "GEOEMBED_PRODUCT": provenance.product,
@@ -95,6 +122,7 @@ def write_rasters(grid, specs, produce, progress=None, is_cancelled=None, block=
     """
     for spec in specs:
         check_destination(spec.path)
+    check_space(grid, specs)
     temps = [
         os.path.join(os.path.dirname(os.path.abspath(s.path)), f".{os.path.basename(s.path)}.{os.getpid()}.partial.tif")
         for s in specs
