@@ -12,7 +12,7 @@ import math
 import numpy as np
 
 from ..loaders.errors import GeoEmbedError
-from ..loaders.grid import grid_from_bounds, transform_bounds
+from ..loaders.grid import grid_from_bounds, same_crs, transform_bounds
 from ..loaders.model import EmbeddingBlock, EmbeddingRaster
 from .change import same_grid
 from .classify import cross_validate, metrics
@@ -45,12 +45,25 @@ def common_grid(first, second, resolution=None):
 
 
 def on_grid(raster, grid):
-    """(the raster on grid, how): 'none' when it is already there, 'aggregate' when grid is coarser, else 'nearest'."""
+    """(the raster on grid, how): 'none' when grid is its own pixels (or a cut of them), 'aggregate' when grid is
+    coarser, else 'nearest'."""
     if same_grid(raster.grid, grid):
         return raster, "none"
+    if _same_lattice(raster.grid, grid):
+        return nearest(raster, grid), "none"  # whole pixels copied: a window of the raster
     if coarser(raster, grid):
         return AggregateRaster(raster, grid), "aggregate"
     return nearest(raster, grid), "nearest"
+
+
+def _same_lattice(src, grid, tolerance=1e-6):
+    """True when grid's pixels are pixels of src (same CRS and pixel size, origin whole pixels away)."""
+    if not same_crs(src.crs, grid.crs) or abs(src.res_x - grid.res_x) > tolerance * src.res_x:
+        return False
+    if abs(src.res_y - grid.res_y) > tolerance * src.res_y:
+        return False
+    cols, rows = (grid.x0 - src.x0) / src.res_x, (src.y0 - grid.y0) / src.res_y
+    return abs(cols - round(cols)) <= tolerance and abs(rows - round(rows)) <= tolerance
 
 
 class PairedRaster(EmbeddingRaster):
@@ -147,19 +160,16 @@ def verdict(names, dims, results, p_value, samples):
     acc = [r["accuracy"] for r in results]
     lead_f1 = int(np.argmax(f1)) if f1[0] != f1[1] else None
     lead_acc = int(np.argmax(acc)) if acc[0] != acc[1] else None
-    figures = (
-        f"macro F1 {f1[0]:.3f} vs {f1[1]:.3f}, accuracy {100 * acc[0]:.1f} % vs {100 * acc[1]:.1f} % "
-        f"({names[0]} vs {names[1]})"
-    )
+    figures = "; ".join(f"{names[i]}: macro F1 {f1[i]:.3f}, accuracy {100 * acc[i]:.1f} %" for i in range(2))
     if lead_f1 is not None and lead_acc is not None and lead_f1 != lead_acc:
         return None, (
             f"No clear winner: {names[lead_acc]} has the higher accuracy but {names[lead_f1]} the higher macro F1 "
-            f"(it does better on the smaller classes); {figures}. Choose by which matters more to you."
+            f"(it does better on the smaller classes). {figures}. Choose by which matters more to you."
         )
     lead = lead_f1 if lead_f1 is not None else lead_acc
     if lead is not None and p_value < SIGNIFICANCE:
         return lead, (
-            f"Use {names[lead]} here: it separates these classes better ({figures}); the difference is more than "
+            f"Use {names[lead]} here: it separates these classes better. {figures}. The difference is more than "
             f"chance (McNemar p = {p_value:.3g} on the same {samples} samples and folds)."
         )
     smaller = ""
@@ -169,8 +179,8 @@ def verdict(names, dims, results, p_value, samples):
             f" {names[small]} has fewer dimensions ({dims[small]} vs {dims[1 - small]}), so it is cheaper to store and process."
         )
     return None, (
-        f"No clear winner here: both separate these classes about equally well ({figures}; McNemar p = {p_value:.3g} "
-        f"on {samples} samples, not significant). Either will do.{smaller}"
+        f"No clear winner here: both separate these classes about equally well. {figures}. The difference could be "
+        f"chance (McNemar p = {p_value:.3g} on the same {samples} samples and folds): either will do.{smaller}"
     )
 
 

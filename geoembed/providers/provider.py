@@ -5,7 +5,10 @@ from qgis.PyQt.QtGui import QIcon
 
 from .. import __about__
 from .catalog import CatalogAlgorithm
+from .change import ChangeAlgorithm
 from .cluster import ClusterAlgorithm
+from .compare import CompareAlgorithm
+from .intrinsicdim import IntrinsicDimAlgorithm
 from .load import LoadAlgorithm
 from .pca import PcaAlgorithm
 from .resample import ResampleAlgorithm
@@ -21,6 +24,9 @@ ALGORITHMS = (
     TrainAlgorithm,
     ClassifyAlgorithm,
     ResampleAlgorithm,
+    ChangeAlgorithm,
+    CompareAlgorithm,
+    IntrinsicDimAlgorithm,
     PcaAlgorithm,
     ClusterAlgorithm,
 )

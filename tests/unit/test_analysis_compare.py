@@ -8,6 +8,7 @@ import pytest
 from geoembed.analysis import classify, compare
 from geoembed.analysis.resample import AggregateRaster
 from geoembed.loaders.errors import GeoEmbedError
+from geoembed.loaders.grid import Window
 from geoembed.loaders.mosaic import TileMosaic
 from tests.unit.helpers import assert_one_line
 from tests.unit.test_analysis_memraster import make_grid, random_raster
@@ -57,6 +58,18 @@ def test_on_grid_aggregates_finer_products_and_takes_coarser_ones_with_nearest()
     moved, how = compare.on_grid(fine, coarse.grid)
     assert how == "aggregate" and isinstance(moved, AggregateRaster)
     moved.close()
+
+
+def test_on_grid_cuts_a_raster_to_a_window_of_its_own_pixels_without_resampling():
+    first = random_raster(30, 20)
+    second = random_raster(30, 20, grid=make_grid(30, 20, x0=first.grid.x0 + 100.0, y0=first.grid.y0 - 50.0))
+    grid = compare.common_grid(first, second)
+    moved, how = compare.on_grid(first, grid)
+    assert how == "none" and moved.grid == grid
+    block = moved.read(Window(0, 0, grid.width, grid.height))
+    assert np.array_equal(block.values, first.values[:, 5:, 10:]) and np.array_equal(block.valid, first.valid[5:, 10:])
+    shifted = random_raster(30, 20, grid=make_grid(30, 20, x0=first.grid.x0 + 5.0))
+    assert compare.on_grid(shifted, first.grid)[1] == "nearest", "half a pixel away is resampling"
 
 
 def two_products(seed=0):
@@ -167,7 +180,9 @@ def fake_result(accuracy, macro_f1):
 def test_verdict_names_the_better_product_only_when_the_difference_is_significant():
     names = ["aef 2024 (a.tif)", "tessera 2024 (b.tif)"]
     best, text = compare.verdict(names, [64, 128], [fake_result(0.9, 0.88), fake_result(0.7, 0.65)], 0.001, 400)
-    assert best == 0 and text.startswith("Use aef 2024 (a.tif) here") and "0.880 vs 0.650" in text
+    assert best == 0 and text.startswith("Use aef 2024 (a.tif) here")
+    assert "aef 2024 (a.tif): macro F1 0.880, accuracy 90.0 %; tessera 2024 (b.tif): macro F1 0.650, accuracy 70.0 %" in text
+    assert "McNemar p = 0.001 on the same 400 samples" in text
     best, text = compare.verdict(names, [64, 128], [fake_result(0.80, 0.78), fake_result(0.81, 0.79)], 0.6, 400)
     assert best is None and text.startswith("No clear winner") and "fewer dimensions (64 vs 128)" in text
     best, text = compare.verdict(names, [64, 64], [fake_result(0.9, 0.6), fake_result(0.8, 0.7)], 0.001, 400)
