@@ -150,8 +150,10 @@ class PcaModel:
 
     def explained(self):
         """Share of the sample's total variance along each axis, or None if unknown."""
-        if self.variances is None or not self.total_variance:
+        if self.variances is None or self.total_variance is None:
             return None
+        if self.total_variance <= 0:  # all sampled vectors equal
+            return np.zeros_like(self.variances)
         return self.variances / self.total_variance
 
     def to_dict(self):

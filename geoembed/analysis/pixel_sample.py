@@ -30,8 +30,9 @@ def sample_pixels(raster, size, seed=0, block=BLOCK, progress=None, is_cancelled
         valid_count += len(rows)
         if len(rows):
             new_keys = rng.random(len(rows))
-            if len(keys) == size:  # full: only keys below the current largest can enter
-                take = np.flatnonzero(new_keys < keys.max())
+            if len(keys) + len(new_keys) > size:  # gather only the pixels whose keys can stay among the `size` smallest
+                threshold = np.partition(np.concatenate([keys, new_keys]), size - 1)[size - 1]
+                take = np.flatnonzero(new_keys <= threshold)
                 rows, cols, new_keys = rows[take], cols[take], new_keys[take]
             new_vectors = data.values[:, rows, cols].T.astype(np.float32, copy=False)
             keys = np.concatenate([keys, new_keys])

@@ -2,6 +2,8 @@
 automatic k, the class raster block by block, and one-line refusals. Expectations come from brute force written
 here (distance matrices, double loops) and from known synthetic clusterings."""
 
+import tracemalloc
+
 import numpy as np
 import pytest
 from osgeo import gdal
@@ -19,9 +21,11 @@ from geoembed.analysis.cluster import (
     silhouette,
 )
 from geoembed.loaders.errors import Cancelled, GeoEmbedError
+from geoembed.loaders.grid import Window
 from geoembed.loaders.writer import OutputSpec, write_rasters
 from tests.unit.helpers import assert_one_line
 from tests.unit.test_analysis_memraster import MemRaster, make_grid, random_raster
+from tests.unit.test_analysis_pca import SyntheticRaster
 
 BACKENDS = ["sklearn", "numpy"]
 
@@ -320,3 +324,22 @@ def test_cancel_stops_sampling_and_fitting():
     points = normalise(np.random.default_rng(0).normal(size=(500, 3)))
     with pytest.raises(Cancelled):
         kmeans_numpy(points, 3, is_cancelled=lambda: True)
+
+
+def test_fit_and_assign_stay_within_a_few_blocks_of_memory(tmp_path):
+    raster = SyntheticRaster()
+    tracemalloc.start()
+    try:
+        model = fit_raster(raster, 6, sample_size=50_000, seed=0, backend="numpy")
+        producer = ClusterRaster(raster, model)
+        spec = OutputSpec(str(tmp_path / "classes.tif"), ("cluster",), gdal.GDT_Byte, 0)
+        write_rasters(raster.grid, [spec], producer.produce)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    block = 512 * 512 * 64 * 4
+    assert peak < 4 * block, f"peak {peak / 2**20:.0f} MiB with blocks of {block / 2**20:.0f} MiB"
+    assert producer.counts[1:].sum() > 0.8 * 2048 * 2048 and producer.counts[0] == 0
+    written = gdal.Open(spec.path).ReadAsArray(700, 1500, 30, 30)
+    data = raster.read(Window(700, 1500, 30, 30))
+    np.testing.assert_array_equal(written, model.classes(data.values, data.valid))

@@ -4,6 +4,7 @@ and identical colours for identical vectors when a model is reused. Expectations
 
 import json
 import os
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -12,6 +13,8 @@ from osgeo import gdal
 from geoembed.analysis.pca import PCA_FORMAT, PcaModel, fit_model, fit_raster, load_model
 from geoembed.analysis.pixel_sample import sample_pixels
 from geoembed.loaders.errors import Cancelled, GeoEmbedError
+from geoembed.loaders.grid import Window
+from geoembed.loaders.model import EmbeddingBlock, EmbeddingRaster, Provenance
 from geoembed.loaders.writer import OutputSpec, write_rasters
 from tests.unit.helpers import assert_one_line, leftovers
 from tests.unit.test_analysis_memraster import MemRaster, make_grid, random_raster
@@ -213,6 +216,7 @@ def test_constant_raster_gives_valid_bytes():
     valid = np.ones((8, 8), dtype=bool)
     valid[0, 0] = False
     model, _ = fit_raster(MemRaster(values, valid, make_grid(8, 8)), 100)
+    assert model.explained().tolist() == [0.0, 0.0, 0.0]
     rgb = model.rgb(np.ones((5, 8, 8)), valid)
     assert (rgb[:, valid] >= 1).all() and (rgb[:, ~valid] == 0).all()
 
@@ -358,3 +362,45 @@ def test_pca_model_constructor_keeps_what_it_is_given():
     values = np.array([0.5, 0.0, 2.0, 7.0]).reshape(4, 1, 1)
     rgb = model.rgb(values, np.ones((1, 1), dtype=bool))
     assert rgb[:, 0, 0].tolist() == [128, 1, 255]  # 1 + round(254 * 0.5) = 128; clipped at 0 and 1
+
+
+# ---------------------------------------------------------------- bounded memory
+
+
+class SyntheticRaster(EmbeddingRaster):
+    """A 2048 x 2048 x 64 raster (1 GiB as float32) whose blocks are computed on request; refuses big reads."""
+
+    def __init__(self, size=2048, bands=64, limit=512):
+        self.grid = make_grid(size, size)
+        self.band_names = tuple(f"A{i:02d}" for i in range(bands))
+        self.provenance = Provenance(product="synthetic", product_name="synthetic")
+        self.limit = limit
+
+    def read(self, window):
+        assert window.width <= self.limit and window.height <= self.limit, f"read of {window.width} x {window.height}"
+        rows = np.arange(window.row, window.row + window.height, dtype=np.float32)[:, np.newaxis]
+        cols = np.arange(window.col, window.col + window.width, dtype=np.float32)[np.newaxis, :]
+        phase = np.arange(len(self.band_names), dtype=np.float32)[:, np.newaxis, np.newaxis]
+        values = np.sin(0.01 * rows + 0.37 * phase) + np.cos(0.013 * cols - 0.21 * phase)
+        valid = ((rows.astype(np.int64) // 7 + cols.astype(np.int64) // 5) % 11) != 0
+        return EmbeddingBlock(values.astype(np.float32), valid)
+
+
+def test_fit_and_apply_stay_within_a_few_blocks_of_memory(tmp_path):
+    raster = SyntheticRaster()
+    tracemalloc.start()
+    try:
+        model, count = fit_raster(raster, 50_000, seed=0)
+        spec = OutputSpec(str(tmp_path / "rgb.tif"), ("PC1", "PC2", "PC3"), gdal.GDT_Byte, 0)
+        write_rasters(raster.grid, [spec], lambda w: [model.produce(raster.read(w))])
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    whole, block = 2048 * 2048 * 64 * 4, 512 * 512 * 64 * 4
+    assert count > 0.8 * 2048 * 2048 and model.sample_size == 50_000
+    assert (
+        peak < 4 * block
+    ), f"peak {peak / 2**20:.0f} MiB for a {whole / 2**20:.0f} MiB raster read in {block / 2**20:.0f} MiB blocks"
+    written = gdal.Open(spec.path).ReadAsArray(1000, 1000, 40, 40)
+    block = raster.read(Window(1000, 1000, 40, 40))
+    np.testing.assert_array_equal(written, model.rgb(block.values, block.valid))
