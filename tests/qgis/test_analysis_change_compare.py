@@ -269,26 +269,6 @@ def test_change_bad_input_fails_in_one_line_and_writes_nothing(embedding, tmp_pa
     assert files_in(out) == []
 
 
-def test_change_cancel_during_progress_leaves_nothing(embedding, after, tmp_path):
-    out = tmp_path / "out"
-    out.mkdir()
-    feedback = QgsProcessingFeedback()
-    progress = []
-
-    def on_progress(value):
-        progress.append(value)
-        if 0 < value < 100:
-            feedback.cancel()
-
-    feedback.progressChanged.connect(on_progress)
-    parameters = {"INPUT": embedding.path, "INPUT_2": after[0], "OUTPUT": str(out / "d.tif"), "OUTPUT_MASK": str(out / "m.tif")}
-    with pytest.raises(QgsProcessingException) as caught:
-        run_cpp("change", parameters, feedback)
-    assert any(0 < value < 100 for value in progress), progress
-    one_line_error(caught, "cancel")
-    assert files_in(out) == [], "outputs or scratch files left behind"
-
-
 def test_change_run_and_load_results_styles_both_layers(embedding, after, tmp_path):
     import processing
 
@@ -545,11 +525,46 @@ def test_intrinsicdim_with_too_few_valid_pixels_fails_in_one_line(embedding, tmp
     assert files_in(out) == []
 
 
-def test_intrinsicdim_cancelled_says_cancelled(embedding, tmp_path):
+# === cancelling ==================================================================================
+
+
+def _cancel_cases(embedding, after, noise, labelled, subspace, out):
+    return {
+        "change": {"INPUT": embedding.path, "INPUT_2": after[0], "OUTPUT": str(out / "d.tif"), "OUTPUT_MASK": str(out / "m.tif")},
+        "compare": {
+            "INPUT": embedding.path,
+            "INPUT_2": noise[0],
+            "TRAINING": labelled[0],
+            "FIELD": "cls",
+            "METHOD": "nearest_centroid",
+            "OUTPUT": str(out / "t.csv"),
+            "OUTPUT_REPORT": str(out / "r.html"),
+        },
+        "intrinsicdim": {"INPUT": subspace[0], "OUTPUT": str(out / "t.csv"), "OUTPUT_PLOT": str(out / "p.html")},
+    }
+
+
+@pytest.mark.parametrize("name", ["change", "compare", "intrinsicdim"])
+@pytest.mark.parametrize("when", ["before", "during"])
+def test_cancel_leaves_nothing_and_says_cancelled(embedding, after, noise, labelled, subspace, tmp_path, name, when):
     out = tmp_path / "out"
+    out.mkdir()
+    parameters = _cancel_cases(embedding, after, noise, labelled, subspace, out)[name]
     feedback = QgsProcessingFeedback()
-    feedback.cancel()
+    progress = []
+    if when == "before":
+        feedback.cancel()
+    else:
+
+        def on_progress(value):
+            progress.append(value)
+            if 0 < value < 100:
+                feedback.cancel()
+
+        feedback.progressChanged.connect(on_progress)
     with pytest.raises(QgsProcessingException) as caught:
-        run_cpp("intrinsicdim", {"INPUT": embedding.path, "OUTPUT": str(out / "t.csv")}, feedback)
+        run_cpp(name, parameters, feedback)
+    if when == "during":
+        assert any(0 < value < 100 for value in progress), progress
     one_line_error(caught, "cancel")
-    assert files_in(out) == []
+    assert files_in(out) == [], "outputs or scratch files left behind"
