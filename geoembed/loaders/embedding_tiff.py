@@ -42,12 +42,9 @@ class EmbeddingTiff(EmbeddingRaster):
 
     def _block(self, values):
         values = values.astype(np.float32, copy=False)
-        if self.nodata is None:
-            valid = np.isfinite(values).all(axis=0)
-        elif math.isnan(self.nodata):
-            valid = ~np.isnan(values).any(axis=0)
-        else:
-            valid = ~(values == self.nodata).any(axis=0)
+        valid = np.isfinite(values).all(axis=0)  # NaN or infinite components are never a vector
+        if self.nodata is not None and not math.isnan(self.nodata):
+            valid &= ~(values == self.nodata).any(axis=0)
         return EmbeddingBlock(values, valid)
 
     def read(self, window):

@@ -319,16 +319,22 @@ def parquet_files(source, accept):
         return []
     path = Path(source)
     candidates = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.suffix.lower() in PARQUET_SUFFIXES)
-    found = []
+    found, unreadable = [], []
     for candidate in candidates:
         if candidate.suffix.lower() not in PARQUET_SUFFIXES:
             continue
         try:
             schema = open_parquet(str(candidate)).schema_arrow
-        except GeoEmbedError:
+        except GeoEmbedError as exc:
+            unreadable.append(exc)
             continue
         if accept(schema, str(candidate)):
             found.append(str(candidate))
+    if unreadable and not found:  # a truncated download must not read as "no files here"
+        raise GeoEmbedError(
+            f"{str(unreadable[0]).rstrip('.')}; {len(unreadable)} file(s) under {source} could not be read: "
+            "download them again (a cut-off download looks like this)."
+        )
     return found
 
 

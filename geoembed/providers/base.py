@@ -87,6 +87,8 @@ class GeoEmbedAlgorithm(QgsProcessingAlgorithm):
                     continue
                 if context.project() is None or context.project().mapLayer(value) is None:
                     return False, f"{name} {value} does not exist; give an embedding layer, a product file or a folder."
+            if definition.type() in ("file", "raster") and isinstance(value, str) and value and not _findable(value, context):
+                return False, f"{name} {value} does not exist; check the path."
             if not definition.checkValueIsAcceptable(value, context):
                 return False, f"Incorrect parameter value for {name}"
         return True, ""
@@ -111,6 +113,15 @@ class GeoEmbedAlgorithm(QgsProcessingAlgorithm):
 
     def execute(self, parameters, context, feedback):
         raise NotImplementedError
+
+
+def _findable(value, context):
+    """A path, URL or project layer id/name that exists (QGIS says only 'Incorrect parameter value' otherwise)."""
+    source = value.split("|")[0]
+    if os.path.exists(source) or is_url(source) or source.upper().startswith(("/VSI", "GPKG:", "NETCDF:")):
+        return True
+    project = context.project()
+    return project is not None and (project.mapLayer(value) is not None or bool(project.mapLayersByName(value)))
 
 
 def crs_to_string(crs):

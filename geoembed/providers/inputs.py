@@ -6,6 +6,7 @@ import numpy as np
 from qgis.core import (
     QgsCoordinateReferenceSystem,
     QgsCoordinateTransform,
+    QgsCsException,
     QgsFeature,
     QgsGeometry,
     QgsProcessingException,
@@ -47,7 +48,7 @@ def features_in(source, crs, context, feedback=None):
     (in the source CRS); multi-polygons one entry with all their rings.
     """
     transform = QgsCoordinateTransform(source.sourceCrs(), qgis_crs(crs), context.transformContext())
-    out = []
+    out, unplaceable = [], []
     for feature in source.getFeatures():
         if feedback is not None and feedback.isCanceled():
             raise Cancelled()
@@ -55,18 +56,32 @@ def features_in(source, crs, context, feedback=None):
         if geometry.isNull() or geometry.isEmpty():
             continue
         kind = QgsWkbTypes.geometryType(geometry.wkbType())
-        if kind == QgsWkbTypes.PointGeometry:
-            parts = geometry.asMultiPoint() if geometry.isMultipart() else [geometry.asPoint()]
-            for part in parts:
-                single = QgsFeature(feature)
-                single.setGeometry(QgsGeometry.fromPointXY(part))
-                moved = transform.transform(part)
-                out.append((single, ("point", (moved.x(), moved.y()))))
+        try:
+            if kind == QgsWkbTypes.PointGeometry:
+                parts = geometry.asMultiPoint() if geometry.isMultipart() else [geometry.asPoint()]
+                for part in parts:
+                    single = QgsFeature(feature)
+                    single.setGeometry(QgsGeometry.fromPointXY(part))
+                    moved = transform.transform(part)
+                    out.append((single, ("point", (moved.x(), moved.y()))))
+                continue
+            geometry.transform(transform)
+        except QgsCsException:  # coordinates that do not exist in the layer's CRS (e.g. metres labelled as degrees)
+            unplaceable.append(feature.geometry().centroid().asPoint())
             continue
-        geometry.transform(transform)
         if kind == QgsWkbTypes.PolygonGeometry:
             polygons = geometry.asMultiPolygon() if geometry.isMultipart() else [geometry.asPolygon()]
             rings = [np.array([(p.x(), p.y()) for p in ring]) for polygon in polygons for ring in polygon if len(ring) > 3]
             if rings:
                 out.append((feature, ("polygon", rings)))
+    if unplaceable:
+        first = unplaceable[0]
+        message = (
+            f"{len(unplaceable)} feature(s) have coordinates (e.g. {first.x():.6g}, {first.y():.6g}) that do not exist in "
+            f"their layer's CRS {source.sourceCrs().authid() or source.sourceCrs().description()}; check the layer's CRS."
+        )
+        if not out:
+            raise QgsProcessingException(message)
+        if feedback is not None:
+            feedback.pushWarning(message)
     return out
