@@ -13,12 +13,14 @@ import numpy as np
 from osgeo import gdal
 
 from . import catalog
+from .cache import cached_copy
 from .errors import GeoEmbedError, RemoteError
 from .gdal_io import crs_string, is_signed_byte, open_raster, read_window
 from .geoparquet import geometry_column, is_parquet, open_parquet, pyarrow_parquet, wkb_bounds
 from .grid import raster_bounds
+from .http_client import HttpClient
 from .planning import build_mosaic, extent_lonlat, fmt, pick_year, tiles_under, year_span
-from .remote import HttpClient, cached_copy, is_url, join, parent
+from .remote import is_url, join, parent
 
 BAND_NAMES = tuple(f"A{i:02d}" for i in range(64))
 NODATA_Q = -128

@@ -30,14 +30,19 @@ def open_parquet(path):
 
 
 def is_parquet(path):
-    """Cheap check of the PAR1 magic at both ends of the file."""
+    """Cheap check of a Parquet file's frame: PAR1 at both ends and a footer length that fits the file."""
     try:
         with open(path, "rb") as handle:
             head = handle.read(4)
-            handle.seek(-4, 2)
-            return head == b"PAR1" and handle.read(4) == b"PAR1"
+            size = handle.seek(0, 2)
+            if size < 12:
+                return False
+            handle.seek(-8, 2)
+            tail = handle.read(8)
     except OSError:
         return False
+    footer = int.from_bytes(tail[:4], "little")
+    return head == b"PAR1" and tail[4:] == b"PAR1" and 0 < footer <= size - 12
 
 
 def geo_metadata(schema):

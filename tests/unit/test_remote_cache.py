@@ -12,11 +12,13 @@ import numpy as np
 import pytest
 from osgeo import gdal
 
+from geoembed.loaders import http_client
 from geoembed.loaders.aef import classify_source
+from geoembed.loaders.cache import cached_copy
 from geoembed.loaders.errors import GeoEmbedError
 from geoembed.loaders.geoparquet import is_parquet
+from geoembed.loaders.http_client import HttpClient
 from geoembed.loaders.load import LoadRequest, run
-from geoembed.loaders.remote import HttpClient, cached_copy
 from tests.fixtures.aef import PATCH_DEG, TileSpec, build_mirror, patch_centre
 from tests.support.range_server import RangeServer
 from tests.unit.helpers import QuietLog, assert_one_line, expected_at, leftovers, partial_files, to_crs
@@ -26,6 +28,12 @@ INDEX = "/v1/annual/aef_index.parquet"
 
 def _client():
     return HttpClient(retries=1, backoff=0.01)
+
+
+@pytest.fixture(autouse=True)
+def _quick_retries(monkeypatch):
+    """Clients made inside the loaders keep their number of retries but wait only milliseconds."""
+    monkeypatch.setattr(http_client, "BACKOFF_S", 0.01)
 
 
 def _gets(server, path):
