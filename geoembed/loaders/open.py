@@ -4,7 +4,7 @@ import os
 import tempfile
 
 from .embedding_tiff import EmbeddingTiff
-from .errors import GeoEmbedError
+from .errors import GeoEmbedError, RemoteError
 from .gdal_io import open_raster
 from .grid import Window
 from .remote import is_url
@@ -34,6 +34,8 @@ def _made_by_geoembed(source):
         return False
     try:
         dataset = open_raster(source)
+    except RemoteError:
+        raise  # unreachable or refused: trying again through the product loaders would only repeat it
     except GeoEmbedError:
         return False
     return bool((dataset.GetMetadata() or {}).get("GEOEMBED_PRODUCT"))

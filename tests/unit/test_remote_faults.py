@@ -28,6 +28,7 @@ from geoembed.loaders.gdal_io import open_raster, read_window, remote_options
 from geoembed.loaders.geoparquet import is_parquet
 from geoembed.loaders.http_client import HttpClient
 from geoembed.loaders.load import LoadRequest, run
+from geoembed.loaders.open import open_embeddings
 from geoembed.loaders.range_check import RANGE_REQUIRED_ABOVE, raster_location
 from tests.fixtures.aef import patch_centre
 from tests.support.fault_server import Corrupt, Drop, FaultServer, IgnoreRange, Ok, Slow, Status, Trickle, WrongLength
@@ -424,6 +425,14 @@ def test_a_raster_url_that_is_not_found_says_so_at_once(server):
         open_raster(url, _client())
     assert assert_one_line(info.value).startswith(f"Not found (HTTP 404): {url};")
     assert server.count("/nothing.tif") == 1
+
+
+def test_an_analysis_input_url_that_is_not_found_is_asked_for_once(server):
+    url = server.url + "/v1/annual/2024/31N/embeddings.tif"
+    with pytest.raises(RemoteError) as info:
+        open_embeddings(url, QuietLog())
+    assert assert_one_line(info.value).startswith(f"Not found (HTTP 404): {url};")
+    assert server.count("/v1/annual/2024/31N/embeddings.tif") == 1
 
 
 def test_gdal_http_settings_from_the_environment_win(monkeypatch):
