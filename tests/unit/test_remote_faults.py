@@ -473,7 +473,7 @@ def test_two_processes_fetching_one_entry_download_it_once(server, index_bytes, 
     assert server.count(INDEX) == 1
     assert results[0]["path"] == results[1]["path"]
     assert all(result["sha256"] == hashlib.sha256(index_bytes).hexdigest() for result in results)
-    assert max(result["seconds"] for result in results) > 1.0  # the second waited for the first's download
+    assert min(result["seconds"] for result in results) > 0.5  # both ran while the ~1.2 s download was under way
     assert all(result["log"] == [] for result in results)  # nobody saw a corrupt entry
     _entry_ok(cache_dir, url, index_bytes)
 
