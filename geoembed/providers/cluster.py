@@ -1,6 +1,5 @@
 """geoembed:cluster - k-means classes of the embeddings (optionally k chosen by silhouette), as a paletted raster."""
 
-import colorsys
 import os
 
 from osgeo import gdal
@@ -10,27 +9,23 @@ from qgis.core import (
     QgsFeatureSink,
     QgsField,
     QgsFields,
-    QgsPalettedRasterRenderer,
     QgsProcessing,
     QgsProcessingException,
-    QgsProcessingLayerPostProcessorInterface,
     QgsProcessingParameterBoolean,
     QgsProcessingParameterDefinition,
     QgsProcessingParameterFeatureSink,
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterDestination,
     QgsProcessingParameterRasterLayer,
-    QgsRasterLayer,
     QgsWkbTypes,
 )
 from qgis.PyQt.QtCore import QVariant
-from qgis.PyQt.QtGui import QColor
 
 from ..analysis import cluster
 from ..loaders.writer import OutputSpec, check_destination, provenance_metadata, write_rasters
 from .base import FeedbackLog, GeoEmbedAlgorithm
 from .inputs import open_input
-from .train import PALETTE
+from .styles import ClassStyler, class_colour, write_class_palette
 
 SAMPLE_SHARE = 0.4  # of the progress bar: the sampling pass (a full read); fitting, then the writing pass
 FIT_SHARE = 0.05
@@ -126,7 +121,7 @@ class ClusterAlgorithm(GeoEmbedAlgorithm):
             raster.close()
         outputs = {"OUTPUT": output}
         try:
-            add_cluster_palette(output, names)
+            write_class_palette(output, names)
             if parameters.get("OUTPUT_CENTROIDS") not in (None, ""):
                 outputs["OUTPUT_CENTROIDS"] = self._write_centroids(parameters, context, model, names, producer.counts)
         except BaseException:  # all or nothing: no class raster without the table that was asked for
@@ -137,7 +132,7 @@ class ClusterAlgorithm(GeoEmbedAlgorithm):
         if context.willLoadLayerOnCompletion(output):
             details = context.layerToLoadOnCompletionDetails(output)
             details.name = "Clusters"
-            details.setPostProcessor(PaletteStyler.create(names))
+            details.setPostProcessor(ClassStyler.create(names))
         return outputs
 
     def _write_centroids(self, parameters, context, model, names, counts):
@@ -159,62 +154,10 @@ class ClusterAlgorithm(GeoEmbedAlgorithm):
             attributes = [
                 value,
                 name,
-                "#{:02x}{:02x}{:02x}".format(*colour(value)),
+                "#{:02x}{:02x}{:02x}".format(*class_colour(value)),
                 int(counts[value]),
                 float(counts[value] / total),
             ]
             feature.setAttributes(attributes + [float(v) for v in centroid])
             sink.addFeature(feature, QgsFeatureSink.FastInsert)
         return destination
-
-
-def colour(value):
-    """RGB of class value 1..255: the class-map palette first, then golden-angle hues at alternating strengths."""
-    if value <= len(PALETTE):
-        return PALETTE[value - 1]
-    hue = (value * 0.6180339887498949) % 1.0
-    saturation, brightness = ((0.75, 0.9), (0.55, 0.7), (0.9, 0.6))[value % 3]
-    return tuple(round(255 * c) for c in colorsys.hsv_to_rgb(hue, saturation, brightness))
-
-
-def add_cluster_palette(path, names):
-    """Colour table and category names in the GeoTIFF, and a default QGIS style with just the k clusters."""
-    dataset = gdal.Open(path, gdal.GA_Update)
-    band = dataset.GetRasterBand(1)
-    table = gdal.ColorTable()
-    table.SetColorEntry(0, (0, 0, 0, 0))
-    for value in range(1, len(names) + 1):
-        table.SetColorEntry(value, (*colour(value), 255))
-    band.SetRasterColorTable(table)
-    band.SetRasterCategoryNames(["nodata", *names])
-    dataset = None
-    layer = QgsRasterLayer(path, "clusters", "gdal")
-    apply_palette(layer, names)
-    layer.saveDefaultStyle()
-
-
-def apply_palette(layer, names):
-    """A paletted renderer with just the k clusters (from the colour table QGIS would list all 256 entries)."""
-    classes = [QgsPalettedRasterRenderer.Class(value, QColor(*colour(value)), name) for value, name in enumerate(names, start=1)]
-    layer.setRenderer(QgsPalettedRasterRenderer(layer.dataProvider(), 1, classes))
-    layer.triggerRepaint()
-
-
-class PaletteStyler(QgsProcessingLayerPostProcessorInterface):
-    """Applies apply_palette() when Processing adds the output to the project (its loader ignores the default style)."""
-
-    _instances = []  # Processing keeps a raw pointer: keep the Python objects alive
-
-    def __init__(self, names):
-        super().__init__()
-        self.names = list(names)
-
-    @classmethod
-    def create(cls, names):
-        styler = cls(names)
-        cls._instances.append(styler)
-        return styler
-
-    def postProcessLayer(self, layer, context, feedback):  # noqa: N802 - QGIS API
-        if isinstance(layer, QgsRasterLayer):
-            apply_palette(layer, self.names)

@@ -5,7 +5,6 @@ import json
 import numpy as np
 from osgeo import gdal
 from qgis.core import (
-    QgsPalettedRasterRenderer,
     QgsProcessing,
     QgsProcessingException,
     QgsProcessingOutputString,
@@ -16,9 +15,7 @@ from qgis.core import (
     QgsProcessingParameterFileDestination,
     QgsProcessingParameterRasterDestination,
     QgsProcessingParameterRasterLayer,
-    QgsRasterLayer,
 )
-from qgis.PyQt.QtGui import QColor
 
 from ..analysis import classify
 from ..analysis.regions import polygon_pixels
@@ -28,20 +25,9 @@ from ..loaders.remote import atomic_file
 from ..loaders.writer import OutputSpec, provenance_metadata, write_rasters
 from .base import FeedbackLog, GeoEmbedAlgorithm
 from .inputs import features_in, open_input
+from .styles import ClassStyler, write_class_palette
 
 MAX_PIXELS_PER_POLYGON = 2000  # bounds memory and keeps big polygons from drowning small ones
-PALETTE = [
-    (31, 119, 180),
-    (255, 127, 14),
-    (44, 160, 44),
-    (214, 39, 40),
-    (148, 103, 189),
-    (140, 86, 75),
-    (227, 119, 194),
-    (127, 127, 127),
-    (188, 189, 34),
-    (23, 190, 207),
-]
 
 
 class TrainAlgorithm(GeoEmbedAlgorithm):
@@ -210,34 +196,15 @@ def write_class_maps(algorithm, parameters, context, raster, model, log):
         specs.append(OutputSpec(confidence, ("confidence",), gdal.GDT_Float32, -1.0, meta))
     log.info(f"Classifying {raster.grid.width} x {raster.grid.height} pixels into {len(model.class_names)} classes.")
     write_rasters(raster.grid, specs, lambda w: producer.produce(w)[: len(specs)], log.progress, log.is_cancelled)
-    add_palette(output, model.class_names)
+    write_class_palette(output, model.class_names)
     outputs = {"OUTPUT": output}
     if confidence:
         outputs["OUTPUT_CONFIDENCE"] = confidence
     if context.willLoadLayerOnCompletion(output):
-        context.layerToLoadOnCompletionDetails(output).name = "Classes"
+        details = context.layerToLoadOnCompletionDetails(output)
+        details.name = "Classes"
+        details.setPostProcessor(ClassStyler.create(model.class_names))
     return outputs
-
-
-def add_palette(path, class_names):
-    """Colour table and category names in the GeoTIFF itself (for any software), and a default QGIS
-    style beside it with just the n classes (GDAL always stores 256 palette entries for Byte)."""
-    dataset = gdal.Open(path, gdal.GA_Update)
-    band = dataset.GetRasterBand(1)
-    table = gdal.ColorTable()
-    table.SetColorEntry(0, (0, 0, 0, 0))
-    for value in range(1, len(class_names) + 1):
-        table.SetColorEntry(value, (*PALETTE[(value - 1) % len(PALETTE)], 255))
-    band.SetRasterColorTable(table)
-    band.SetRasterCategoryNames(["nodata", *class_names])
-    dataset = None
-    layer = QgsRasterLayer(path, "classes", "gdal")
-    classes = [
-        QgsPalettedRasterRenderer.Class(value, QColor(*PALETTE[(value - 1) % len(PALETTE)]), name)
-        for value, name in enumerate(class_names, start=1)
-    ]
-    layer.setRenderer(QgsPalettedRasterRenderer(layer.dataProvider(), 1, classes))
-    layer.saveDefaultStyle()
 
 
 def _metrics_json(class_names, counts, result):

@@ -14,6 +14,11 @@ ENTRIES = (
     ("geoembed:similarity", "Similarity heatmap…", "Where the embeddings look like your examples"),
     ("geoembed:train", "Train a classifier…", "Classify embeddings from labelled points or polygons"),
     ("geoembed:resample", "Resample embeddings…", "Nearest or aggregate resampling onto another grid"),
+    ("geoembed:pca", "PCA false colour…", "Three principal components as RGB, with colours reusable across tiles and years"),
+    ("geoembed:cluster", "Cluster (k-means)…", "Group pixels with similar embeddings into classes"),
+    ("geoembed:change", "Change between years…", "Cosine distance between two embedding rasters, and a change mask"),
+    ("geoembed:compare", "Compare two products…", "Which product separates your classes better here"),
+    ("geoembed:intrinsicdim", "Intrinsic dimension…", "How many dimensions the embeddings really use"),
 )
 
 

@@ -291,6 +291,8 @@ def test_train_run_and_load_results_names_and_palettes_the_layer(embedding, patc
         assert [lyr.source() for lyr in loaded] == [str(output)]
         assert loaded[0].name() == "Classes"
         assert isinstance(loaded[0].renderer(), QgsPalettedRasterRenderer)
+        legend = [(int(c.value), c.label) for c in loaded[0].renderer().classes()]
+        assert legend == [(1, "forest"), (2, "urban"), (3, "water")]  # not the 256 entries of a Byte colour table
     finally:
         for layer_id in set(project.mapLayers()) - before:
             project.removeMapLayer(layer_id)
