@@ -22,6 +22,12 @@ from ..loaders import catalog
 from ..loaders.remote import atomic_file
 from .base import GeoEmbedAlgorithm
 
+
+def products():
+    """The catalog's product records, for the GeoEmbed panel (ui/ reads the data layer only through providers/)."""
+    return list(catalog.PRODUCTS.values())
+
+
 COLUMNS = (
     ("id", QVariant.String),
     ("name", QVariant.String),

@@ -27,6 +27,7 @@ from .base import FeedbackLog, GeoEmbedAlgorithm
 from .inputs import features_in, open_input
 from .styles import ClassStyler, write_class_palette
 
+METHODS = classify.METHODS  # the METHOD choices, also offered by the GeoEmbed panel
 MAX_PIXELS_PER_POLYGON = 2000  # bounds memory and keeps big polygons from drowning small ones
 
 

@@ -20,7 +20,7 @@ from qgis.PyQt.QtWidgets import (
     QWidget,
 )
 
-from ..analysis.classify import METHODS
+from ..providers.train import METHODS
 from .layers import CLASS_FIELD, add_geometry, colour_by_class, live, memory_layer, pixel_polygon, to_layer_crs
 from .map_tools import PointLabelTool, PolygonLabelTool
 from .runner import load_into_project

@@ -4,8 +4,8 @@ from qgis.core import QgsCoordinateReferenceSystem
 from qgis.gui import QgsExtentGroupBox, QgsFileWidget
 from qgis.PyQt.QtWidgets import QComboBox, QFormLayout, QLabel, QPushButton, QSpinBox, QVBoxLayout, QWidget
 
-from ..loaders import catalog
 from ..providers import settings
+from ..providers.catalog import products
 from .layers import layers_with_source
 from .runner import load_into_project
 
@@ -26,7 +26,8 @@ class LoadPanel(QWidget):
         form = QFormLayout()
         self.product = QComboBox()
         self.product.addItem(self.tr("auto (recognise from the files)"), "auto")
-        for product in catalog.PRODUCTS.values():
+        self.products = {product.id: product for product in products()}
+        for product in self.products.values():
             self.product.addItem(product.name, product.id)
         self.product.currentIndexChanged.connect(self._describe)
         form.addRow(self.tr("Product"), self.product)
@@ -71,7 +72,7 @@ class LoadPanel(QWidget):
         self.about.setText(
             self.tr("GeoEmbed recognises the product from its files and says which it chose.")
             if product_id == "auto"
-            else product_summary(catalog.product(product_id))
+            else product_summary(self.products[product_id])
         )
 
     def parameters(self):
