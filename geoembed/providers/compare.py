@@ -13,10 +13,7 @@ from qgis.core import (
     QgsProcessingException,
     QgsProcessingOutputNumber,
     QgsProcessingOutputString,
-    QgsProcessingParameterEnum,
     QgsProcessingParameterFeatureSink,
-    QgsProcessingParameterFeatureSource,
-    QgsProcessingParameterField,
     QgsProcessingParameterFileDestination,
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterLayer,
@@ -29,7 +26,7 @@ from ..loaders.errors import Cancelled
 from ..loaders.remote import atomic_file
 from .base import FeedbackLog, GeoEmbedAlgorithm
 from .inputs import features_in, input_path, open_input
-from .train import MAX_PIXELS_PER_POLYGON, _block_size, _natural
+from .train import MAX_PIXELS_PER_POLYGON, add_training_parameters, block_size, natural_order
 
 HOW = {"none": "its own pixels (no resampling)", "nearest": "nearest neighbour", "aggregate": "aggregated (sum, L2-normalised)"}
 
@@ -44,19 +41,7 @@ class CompareAlgorithm(GeoEmbedAlgorithm):
     def initAlgorithm(self, config=None):
         self.addParameter(QgsProcessingParameterRasterLayer("INPUT", self.tr("First product (layer, product file or folder)")))
         self.addParameter(QgsProcessingParameterRasterLayer("INPUT_2", self.tr("Second product (layer, product file or folder)")))
-        self.addParameter(
-            QgsProcessingParameterFeatureSource(
-                "TRAINING",
-                self.tr("Labelled points or polygons"),
-                [QgsProcessing.TypeVectorPoint, QgsProcessing.TypeVectorPolygon],
-            )
-        )
-        self.addParameter(QgsProcessingParameterField("FIELD", self.tr("Class field"), parentLayerParameterName="TRAINING"))
-        self.addParameter(
-            QgsProcessingParameterEnum(
-                "METHOD", self.tr("Method"), options=list(classify.METHODS), defaultValue="random_forest", usesStaticStrings=True
-            )
-        )
+        add_training_parameters(self)
         self.addParameter(
             QgsProcessingParameterNumber(
                 "RESOLUTION",
@@ -108,7 +93,7 @@ class CompareAlgorithm(GeoEmbedAlgorithm):
             paired = compare.PairedRaster(rasters[2], rasters[3])
             feedback.setProgressText(self.tr("Sampling both products at the labelled locations"))
             first, second, labels, xs, ys, class_names = self._samples(source, field, paired, context, feedback)
-            groups = classify.spatial_blocks(xs, ys, _block_size(xs, ys))
+            groups = classify.spatial_blocks(xs, ys, block_size(xs, ys))
             results = []
             for index, features in enumerate((first, second)):
                 if feedback.isCanceled():
@@ -131,7 +116,7 @@ class CompareAlgorithm(GeoEmbedAlgorithm):
             report = self.parameterAsFileOutput(parameters, "OUTPUT_REPORT", context)
         if report:
             notes = [
-                f"Method: {method}. {len(np.unique(groups))} spatial blocks of {_block_size(xs, ys):g} map units, grouped into "
+                f"Method: {method}. {len(np.unique(groups))} spatial blocks of {block_size(xs, ys):g} map units, grouped into "
                 "up to 5 folds: the same folds for both products.",
                 f"Common grid: {grid.width} x {grid.height} pixels of {grid.res_x:g} in {grid.crs}; samples are the pixels "
                 "valid in both products.",
@@ -187,7 +172,7 @@ class CompareAlgorithm(GeoEmbedAlgorithm):
         entries = [(f, g) for f, g in features_in(source, paired.grid.crs, context, feedback) if f[field] not in (None, "")]
         if not entries:
             raise QgsProcessingException("TRAINING has no labelled features; give points or polygons with a class in FIELD.")
-        names = sorted({str(f[field]) for f, _ in entries}, key=_natural)
+        names = sorted({str(f[field]) for f, _ in entries}, key=natural_order)
         if len(names) < 2:
             raise QgsProcessingException(f"TRAINING has a single class ({names[0]}); a comparison needs at least two.")
         index = {name: i for i, name in enumerate(names)}

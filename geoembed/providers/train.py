@@ -40,19 +40,7 @@ class TrainAlgorithm(GeoEmbedAlgorithm):
 
     def initAlgorithm(self, config=None):
         self.addParameter(QgsProcessingParameterRasterLayer("INPUT", self.tr("Embeddings (layer, product file or folder)")))
-        self.addParameter(
-            QgsProcessingParameterFeatureSource(
-                "TRAINING",
-                self.tr("Labelled points or polygons"),
-                [QgsProcessing.TypeVectorPoint, QgsProcessing.TypeVectorPolygon],
-            )
-        )
-        self.addParameter(QgsProcessingParameterField("FIELD", self.tr("Class field"), parentLayerParameterName="TRAINING"))
-        self.addParameter(
-            QgsProcessingParameterEnum(
-                "METHOD", self.tr("Method"), options=list(classify.METHODS), defaultValue="random_forest", usesStaticStrings=True
-            )
-        )
+        add_training_parameters(self)
         self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT", self.tr("Classes")))
         self.addParameter(
             QgsProcessingParameterRasterDestination(
@@ -80,7 +68,7 @@ class TrainAlgorithm(GeoEmbedAlgorithm):
             features, labels, xs, ys, class_names = self._samples(parameters, context, feedback, raster)
             counts = np.bincount(labels, minlength=len(class_names))
             feedback.setProgressText(self.tr("Cross-validating with spatial blocks"))
-            block = _block_size(xs, ys)
+            block = block_size(xs, ys)
             groups = classify.spatial_blocks(xs, ys, block)
             predicted = classify.cross_validate(features, labels, groups, method)
             result = classify.metrics(labels, predicted, list(range(len(class_names)))) if predicted is not None else None
@@ -121,7 +109,7 @@ class TrainAlgorithm(GeoEmbedAlgorithm):
         entries = [(f, g) for f, g in features_in(source, raster.grid.crs, context, feedback) if f[field] not in (None, "")]
         if not entries:
             raise QgsProcessingException("TRAINING has no labelled features; give points or polygons with a class in FIELD.")
-        class_names = sorted({str(f[field]) for f, _ in entries}, key=_natural)
+        class_names = sorted({str(f[field]) for f, _ in entries}, key=natural_order)
         if len(class_names) < 2:
             raise QgsProcessingException(f"TRAINING has a single class ({class_names[0]}); a classifier needs at least two.")
         index = {name: i for i, name in enumerate(class_names)}
@@ -220,11 +208,28 @@ def _metrics_json(class_names, counts, result):
     return metrics
 
 
-def _block_size(xs, ys):
+def add_training_parameters(algorithm):
+    """TRAINING, FIELD and METHOD, as geoembed:train and geoembed:compare take them."""
+    algorithm.addParameter(
+        QgsProcessingParameterFeatureSource(
+            "TRAINING",
+            algorithm.tr("Labelled points or polygons"),
+            [QgsProcessing.TypeVectorPoint, QgsProcessing.TypeVectorPolygon],
+        )
+    )
+    algorithm.addParameter(QgsProcessingParameterField("FIELD", algorithm.tr("Class field"), parentLayerParameterName="TRAINING"))
+    algorithm.addParameter(
+        QgsProcessingParameterEnum(
+            "METHOD", algorithm.tr("Method"), options=list(METHODS), defaultValue="random_forest", usesStaticStrings=True
+        )
+    )
+
+
+def block_size(xs, ys):
     """Spatial CV blocks: a fifth of the larger side of the samples' extent (at least one pixel apart)."""
     span = max(float(np.ptp(xs)), float(np.ptp(ys)))
     return span / 5 if span > 0 else 1.0
 
 
-def _natural(text):
+def natural_order(text):
     return (0, int(text)) if text.lstrip("-").isdigit() else (1, text)
