@@ -49,12 +49,7 @@ def layers_with_source(path):
 
 
 def add_point(layer, point, attributes=()):
-    feature = QgsFeature(layer.fields())
-    feature.setGeometry(QgsGeometry.fromPointXY(point))
-    feature.setAttributes(list(attributes))
-    layer.dataProvider().addFeatures([feature])
-    layer.updateExtents()
-    layer.triggerRepaint()
+    add_geometry(layer, QgsGeometry.fromPointXY(point), attributes)
 
 
 def add_geometry(layer, geometry, attributes=()):

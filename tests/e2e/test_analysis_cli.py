@@ -75,10 +75,14 @@ class Tile:
 
 @pytest.fixture(scope="module")
 def tile(aef_mirror, aef_specs, tmp_path_factory):
-    """The 2024 31N tile with a nodata box: raw path and an embedding GeoTIFF written from it."""
+    return embedding_tile(aef_mirror, aef_specs, tmp_path_factory.mktemp("e2e-embedding"))
+
+
+def embedding_tile(aef_mirror, aef_specs, folder):
+    """The 2024 31N tile with a nodata box: raw path and an embedding GeoTIFF written from it into folder."""
     spec = next(s for s in aef_specs if s.year == 2024 and s.zone == "31N" and s.nodata_boxes)
     raw = aef_mirror / "v1" / "annual" / spec.relative_path
-    path = tmp_path_factory.mktemp("e2e-embedding") / "embeddings.tif"
+    path = folder / "embeddings.tif"
     result = Tile(spec, path, raw)
     rows, cols = result.shape
     dataset = gdal.GetDriverByName("GTiff").Create(str(path), cols, rows, 64, gdal.GDT_Float32, ["TILED=YES"])

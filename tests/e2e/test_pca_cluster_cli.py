@@ -13,29 +13,12 @@ import pytest
 from osgeo import gdal
 
 from tests.e2e.helpers import json_of, leftovers, output_of
-from tests.e2e.test_analysis_cli import BANDS, NODATA, Tile, log_text, run_args
+from tests.e2e.test_analysis_cli import BANDS, NODATA, embedding_tile, log_text, run_args
 
 
 @pytest.fixture(scope="module")
 def tile(aef_mirror, aef_specs, tmp_path_factory):
-    """The 2024 31N tile with a nodata box: the raw tile and an embedding GeoTIFF written from it with GDAL."""
-    spec = next(s for s in aef_specs if s.year == 2024 and s.zone == "31N" and s.nodata_boxes)
-    raw = aef_mirror / "v1" / "annual" / spec.relative_path
-    path = tmp_path_factory.mktemp("e2e-pca-embedding") / "embeddings.tif"
-    result = Tile(spec, path, raw)
-    rows, cols = result.shape
-    dataset = gdal.GetDriverByName("GTiff").Create(str(path), cols, rows, 64, gdal.GDT_Float32, ["TILED=YES"])
-    dataset.SetGeoTransform((result.x0, 10.0, 0.0, result.y0, 0.0, -10.0))
-    source = gdal.Open(str(raw))
-    dataset.SetProjection(source.GetProjection())
-    dataset.SetMetadata({"GEOEMBED_PRODUCT": "aef", "GEOEMBED_YEAR": "2024"})
-    for index in range(64):
-        band = dataset.GetRasterBand(index + 1)
-        band.SetDescription(BANDS[index])
-        band.SetNoDataValue(NODATA)
-        band.WriteArray(result.values[index])
-    dataset = None
-    return result
+    return embedding_tile(aef_mirror, aef_specs, tmp_path_factory.mktemp("e2e-pca-embedding"))
 
 
 def read_bytes(path):

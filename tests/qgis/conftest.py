@@ -24,16 +24,27 @@ def geoembed_session(qgis_processing):  # noqa: ARG001 - initialises the Process
     plugin.unload()
 
 
-@pytest.fixture(autouse=True)
-def geoembed_provider(geoembed_session):
-    """The registered provider, before every test (re-registered if a wiring test unloaded the session plugin)."""
+def registered_provider(session_plugin):
+    """The GeoEmbed provider, registered again first if a wiring test unloaded the session plugin."""
     registry = QgsApplication.processingRegistry()
     if registry.providerById(PROVIDER_ID) is None:
-        geoembed_session.provider = None
-        geoembed_session.initProcessing()
+        session_plugin.provider = None
+        session_plugin.initProcessing()
     provider = registry.providerById(PROVIDER_ID)
     assert provider is not None, "the GeoEmbed provider could not be registered"
     return provider
+
+
+@pytest.fixture(autouse=True)
+def geoembed_provider(geoembed_session):
+    """The registered provider, before every test."""
+    return registered_provider(geoembed_session)
+
+
+@pytest.fixture(scope="module")
+def provider_ready(geoembed_session):
+    """The registered provider, for module-scoped fixtures that run algorithms (they set up before the autouse one)."""
+    return registered_provider(geoembed_session)
 
 
 @pytest.fixture(scope="session")

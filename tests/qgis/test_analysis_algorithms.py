@@ -167,16 +167,6 @@ def read_embedding(path):
 
 
 @pytest.fixture(scope="module")
-def provider_ready(geoembed_session):
-    """The provider registered before module-scoped runs (a wiring test may have unloaded it)."""
-    registry = QgsApplication.processingRegistry()
-    if registry.providerById("geoembed") is None:
-        geoembed_session.provider = None
-        geoembed_session.initProcessing()
-    assert registry.providerById("geoembed") is not None
-
-
-@pytest.fixture(scope="module")
 def embedding(provider_ready, aef_mirror, tmp_path_factory):
     """geoembed:load over two UTM zones (a 10 m UTM 31N grid with a nodata box), read back with GDAL."""
     output = tmp_path_factory.mktemp("analysis-embedding") / "embeddings.tif"

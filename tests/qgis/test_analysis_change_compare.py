@@ -43,13 +43,7 @@ TOLERANCE = 1e-5
 
 
 @pytest.fixture(scope="module")
-def embedding(geoembed_session, aef_mirror, tmp_path_factory):
-    from qgis.core import QgsApplication
-
-    registry = QgsApplication.processingRegistry()
-    if registry.providerById("geoembed") is None:
-        geoembed_session.provider = None
-        geoembed_session.initProcessing()
+def embedding(provider_ready, aef_mirror, tmp_path_factory):
     output = tmp_path_factory.mktemp("change-embedding") / "embeddings.tif"
     run("load", {"SOURCE": str(aef_mirror), "YEAR": 2024, "EXTENT": EXTENT, "OUTPUT": str(output)})
     return read_embedding(output)

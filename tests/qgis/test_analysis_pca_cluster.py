@@ -13,7 +13,6 @@ import pytest
 from osgeo import gdal, osr
 from qgis.core import (
     Qgis,
-    QgsApplication,
     QgsMultiBandColorRenderer,
     QgsPalettedRasterRenderer,
     QgsProcessingException,
@@ -40,11 +39,7 @@ ALL_PIXELS = 10_000_000  # SAMPLE_SIZE above the pixel count: the sample is ever
 
 
 @pytest.fixture(scope="module")
-def embedding(geoembed_session, aef_mirror, tmp_path_factory):
-    registry = QgsApplication.processingRegistry()
-    if registry.providerById("geoembed") is None:
-        geoembed_session.provider = None
-        geoembed_session.initProcessing()
+def embedding(provider_ready, aef_mirror, tmp_path_factory):
     output = tmp_path_factory.mktemp("pca-embedding") / "embeddings.tif"
     run("load", {"SOURCE": str(aef_mirror), "YEAR": 2024, "EXTENT": EXTENT, "OUTPUT": str(output)})
     emb = read_embedding(output)

@@ -31,14 +31,6 @@ def run(name, parameters):
 
 
 @pytest.fixture(scope="module")
-def provider_ready(geoembed_session):
-    registry = QgsApplication.processingRegistry()
-    if registry.providerById("geoembed") is None:
-        geoembed_session.provider = None
-        geoembed_session.initProcessing()
-
-
-@pytest.fixture(scope="module")
 def embedding(provider_ready, aef_mirror, tmp_path_factory):
     """A GeoEmbed layer (geoembed:load over two zones) and facts about its grid."""
     output = tmp_path_factory.mktemp("bad-inputs") / "embeddings.tif"
