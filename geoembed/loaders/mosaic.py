@@ -32,11 +32,10 @@ class TileMosaic(EmbeddingRaster):
 
     def read(self, window):
         sub = self.grid.window_grid(window)
-        overlapping = [i for i, footprint in enumerate(self._footprints) if boxes_overlap(footprint, sub.bounds)]
-        if len(overlapping) == 1 and self._separable(overlapping[0]):
-            whole = self._read_whole(self.tiles[overlapping[0]], sub)
-            if whole is not None:  # one tile under the whole block: hand its window over without copying
-                return EmbeddingBlock(*whole)
+        overlapping = self._overlapping(sub)
+        whole = self._whole_from_one_tile(overlapping, sub, "read")
+        if whole is not None:  # one tile under the whole block: hand its window over without copying
+            return EmbeddingBlock(*whole)
         values = np.full((self.band_count, window.height, window.width), NODATA, dtype=np.float32)
         valid = np.zeros((window.height, window.width), dtype=bool)
         for index in overlapping:
@@ -51,14 +50,19 @@ class TileMosaic(EmbeddingRaster):
 
     def read_linear(self, window):
         sub = self.grid.window_grid(window)
-        overlapping = [i for i, footprint in enumerate(self._footprints) if boxes_overlap(footprint, sub.bounds)]
-        if len(overlapping) == 1 and self._separable(overlapping[0]):
-            tile = self.tiles[overlapping[0]]
-            if hasattr(tile, "read_linear"):
-                whole = self._read_whole(tile, sub, tile.read_linear)
-                if whole is not None:
-                    return whole
-        return super().read_linear(window)
+        whole = self._whole_from_one_tile(self._overlapping(sub), sub, "read_linear")
+        return whole if whole is not None else super().read_linear(window)
+
+    def _overlapping(self, sub):
+        return [i for i, footprint in enumerate(self._footprints) if boxes_overlap(footprint, sub.bounds)]
+
+    def _whole_from_one_tile(self, overlapping, sub, method):
+        """tile.<method>'s result for the whole block when one separable tile covers it (and has that method), else None."""
+        if len(overlapping) != 1 or not self._separable(overlapping[0]):
+            return None
+        tile = self.tiles[overlapping[0]]
+        reader = getattr(tile, method, None)
+        return None if reader is None else self._read_whole(tile, sub, reader)
 
     def close(self):
         for tile in self.tiles:
@@ -79,14 +83,14 @@ class TileMosaic(EmbeddingRaster):
         return np.floor((xs - c) / a).astype(np.int64), np.floor((ys - f) / e).astype(np.int64)
 
     @classmethod
-    def _read_whole(cls, tile, sub, read=None):
-        """(values, valid, ...) of the whole block from one tile (by tile.read or another reader of that
-        signature), or None when the block reaches past the tile."""
+    def _read_whole(cls, tile, sub, read):
+        """read(col, row, width, height)'s (values, valid, ...) for the whole block from one tile (a view, oriented
+        like the grid), or None when the block reaches past the tile."""
         cols, rows = cls._source_indices(tile, sub)
         if cols.min() < 0 or cols.max() >= tile.width or rows.min() < 0 or rows.max() >= tile.height:
             return None
         c0, r0 = cols.min(), rows.min()
-        values, valid, *rest = (read or tile.read)(c0, r0, cols.max() - c0 + 1, rows.max() - r0 + 1)
+        values, valid, *rest = read(c0, r0, cols.max() - c0 + 1, rows.max() - r0 + 1)
         row_index, col_index = _as_slice(rows - r0), _as_slice(cols - c0)
         return (values[:, row_index][:, :, col_index], valid[row_index][:, col_index], *rest)
 
