@@ -6,7 +6,8 @@ has chips_id/datetime and `embedding`.
 """
 
 from . import catalog
-from .patches import PatchLayout, parquet_files, plan_patch_product
+from .patch_files import PatchLayout, parquet_files
+from .patches import plan_patch_product
 
 PRODUCT = catalog.CLAY
 LAYOUT = PatchLayout(

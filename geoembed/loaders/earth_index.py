@@ -10,7 +10,8 @@ from pathlib import Path
 
 from . import catalog
 from .geoparquet import open_parquet
-from .patches import PatchLayout, parquet_files, plan_patch_product
+from .patch_files import PatchLayout, parquet_files
+from .patches import plan_patch_product
 
 PRODUCT = catalog.EARTH_INDEX
 NAME = re.compile(r"^\d{2}[A-Z]{3}_(\d{4}-\d{2}-\d{2})_\d{4}-\d{2}-\d{2}\.parquet$")

@@ -7,7 +7,8 @@ centre. The model is told by the embedding length: 2048 SSL4EO, 768 DINOv2, 1152
 """
 
 from . import catalog
-from .patches import PatchLayout, parquet_files, plan_patch_product
+from .patch_files import PatchLayout, parquet_files
+from .patches import plan_patch_product
 
 PRODUCT = catalog.MAJOR_TOM
 LAYOUT = PatchLayout(embedding_columns=("embedding",), id_columns=("unique_id",), date_columns=("timestamp",), band_prefix="MT")
