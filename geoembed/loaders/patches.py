@@ -1,33 +1,35 @@
-"""Patch products (one vector per chip, in GeoParquet): rasterise the patches that meet the extent onto a grid.
+"""Patch products (one vector per chip, in GeoParquet): the patches that meet the extent as a raster.
 
-The rows are read by patch_files. Rasterising gives each pixel the vector of the patch that contains
-the pixel's centre; where patches overlap, the latest date wins, then the patch whose centre is nearest.
+The rows are read by patch_files; patch_lattice finds the UTM zone the chips were cut in and their own lattice;
+patch_placement puts them on the grid (one pixel per patch on that lattice, see its docstring for the rule).
 """
 
 import json
-import math
 import os
 
 import numpy as np
 
 from .errors import GeoEmbedError
-from .geoparquet import open_parquet, wkb_bounds, wkb_rings
-from .grid import grid_from_bounds, metres_to_crs_units, points_in_rings, transform_bounds, transformer, utm_crs_for
+from .geoparquet import open_parquet
+from .grid import transform_bounds, utm_crs_for
 from .model import NODATA, EmbeddingBlock, EmbeddingRaster, Provenance
 from .patch_files import parquet_files, read_patches
-from .planning import MAX_PIXELS, extent_lonlat, union
+from .patch_lattice import Footprints, lattice_description, native_zone
+from .patch_placement import SNAPPED, contain_on_grid, date_ranks, place
+from .planning import extent_lonlat
 
 
 class PatchRaster(EmbeddingRaster):
-    """Patches rasterised onto a grid: each pixel holds the vector of the patch containing its centre."""
+    """Patches placed on a grid: each pixel holds the vector of the patch the placement chose for it."""
 
-    def __init__(self, table, grid, provenance):
+    def __init__(self, table, placement, provenance):
         self.patches = table  # what OUTPUT_PATCHES writes (may be narrowed to the extent)
         self._embeddings = table.embeddings
-        self.grid = grid
+        self.placement = placement
+        self.grid = placement.grid
         self.band_names = table.band_names
         self.provenance = provenance
-        self._index = rasterise(table, grid)
+        self._index = placement.index
 
     def read(self, window):
         index = self._index[window.row : window.row + window.height, window.col : window.col + window.width]
@@ -40,96 +42,31 @@ class PatchRaster(EmbeddingRaster):
         pass
 
 
-def patch_rings(table, crs, cell=None):
-    """Every patch as rings in crs (points become squares of side cell)."""
-    move = transformer("EPSG:4326", crs)
-    out = []
-    for wkb in table.geometries:
-        rings = []
-        for ring in wkb_rings(wkb):
-            x, y = move.transform(ring[:, 0], ring[:, 1])
-            if len(ring) == 1:  # a point: the patch is the square around it
-                half = (cell or 0) / 2
-                x, y = x[0] + np.array([-half, half, half, -half, -half]), y[0] + np.array([-half, -half, half, half, -half])
-            rings.append(np.column_stack([x, y]))
-        out.append(rings)
-    return out
-
-
-def typical_patch_size(rings_per_patch):
-    """Median side of the patches (square root of their area), in CRS units; None for points."""
-    sides = [math.sqrt(abs(_area(rings[0]))) for rings in rings_per_patch if rings and len(rings[0]) > 3]
-    if not sides:
-        return None
-    side = float(np.median(sides))
-    return round(side) if side >= 10 else round(side, 6)
-
-
-def _area(ring):
-    x, y = ring[:, 0], ring[:, 1]
-    return 0.5 * float(np.dot(x[:-1], y[1:]) - np.dot(x[1:], y[:-1]))
-
-
-def rasterise(table, grid):
-    """int32 (rows, cols) index of the patch chosen for each pixel, -1 where none."""
-    rings_per_patch = patch_rings(table, grid.crs, cell=grid.res_x)
-    ranks = _date_ranks(table.dates)
-    best = np.full((grid.height, grid.width), -1, dtype=np.int32)
-    best_rank = np.full(best.shape, -1, dtype=np.int64)
-    best_distance = np.full(best.shape, np.inf)
-    xs_all, ys_all = grid.pixel_centres()
-    for index, rings in enumerate(rings_per_patch):
-        if not rings:
-            continue
-        xmin = min(r[:, 0].min() for r in rings)
-        xmax = max(r[:, 0].max() for r in rings)
-        ymin = min(r[:, 1].min() for r in rings)
-        ymax = max(r[:, 1].max() for r in rings)
-        c0 = max(0, math.floor((xmin - grid.x0) / grid.res_x - 0.5))
-        c1 = min(grid.width, math.ceil((xmax - grid.x0) / grid.res_x + 0.5))
-        r0 = max(0, math.floor((grid.y0 - ymax) / grid.res_y - 0.5))
-        r1 = min(grid.height, math.ceil((grid.y0 - ymin) / grid.res_y + 0.5))
-        if c0 >= c1 or r0 >= r1:
-            continue
-        gx, gy = np.meshgrid(xs_all[c0:c1], ys_all[r0:r1])
-        inside = points_in_rings(gx, gy, rings)
-        if not inside.any():
-            continue
-        centre_x, centre_y = (xmin + xmax) / 2, (ymin + ymax) / 2
-        distance = np.hypot(gx - centre_x, gy - centre_y)
-        rank = ranks[index]
-        here = (slice(r0, r1), slice(c0, c1))
-        better = inside & ((rank > best_rank[here]) | ((rank == best_rank[here]) & (distance < best_distance[here])))
-        best[here][better] = index
-        best_rank[here][better] = rank
-        best_distance[here][better] = distance[better]
-    return best
-
-
-def _date_ranks(dates):
-    known = sorted({d for d in dates if d is not None})
-    order = {d: i for i, d in enumerate(known)}
-    return np.array([order.get(d, -1) if d is not None else 0 for d in dates], dtype=np.int64)
-
-
-def build_patch_raster(table, request, product, log, variant, notes=()):
-    """Rasterise a PatchTable onto a grid in the UTM zone of the extent's centre (or CRS), cell = patch size."""
-    wgs84 = extent_lonlat(request)
-    lonlat_box = wgs84 or union(wkb_bounds(w) for w in table.geometries)
-    crs = request.crs or utm_crs_for((lonlat_box[0] + lonlat_box[2]) / 2, (lonlat_box[1] + lonlat_box[3]) / 2)
+def placement_of(table, request, point_size_m):
+    """Where the table's patches go: the output CRS (the request's, else the UTM zone the chips were cut in) and the
+    Placement on it."""
     if request.resolution is not None and request.resolution <= 0:
         raise GeoEmbedError(f"RESOLUTION must be greater than 0, got {request.resolution}.")
-    cell = request.resolution or typical_patch_size(patch_rings(table, crs)) or metres_to_crs_units(crs, product.resolution_m)
-    bounds = (
-        transform_bounds(request.extent_crs, crs, request.extent)
-        if request.extent
-        else transform_bounds("EPSG:4326", crs, lonlat_box)
-    )
-    grid = grid_from_bounds(crs, bounds, cell)
-    if grid.width * grid.height > MAX_PIXELS:
-        raise GeoEmbedError(
-            f"The output would be {grid.width} x {grid.height} pixels; use a smaller EXTENT or a coarser RESOLUTION."
-        )
+    footprints = Footprints(table.geometries, point_size_m)
+    crs = request.crs
+    if not crs:
+        zone = native_zone(footprints, point_size_m)
+        crs = zone.crs if zone else _centre_zone(request, footprints)
+    bounds = transform_bounds(request.extent_crs, crs, request.extent) if request.extent else None
+    return place(footprints, date_ranks(table.dates), crs, request.resolution, bounds, point_size_m)
+
+
+def _centre_zone(request, footprints):
+    """The UTM zone of the extent's centre, else of the patches' centre (when nothing tells the chips' own zone)."""
+    box = extent_lonlat(request) or (footprints.lon.min(), footprints.lat.min(), footprints.lon.max(), footprints.lat.max())
+    return utm_crs_for((box[0] + box[2]) / 2, (box[1] + box[3]) / 2)
+
+
+def build_patch_raster(table, request, product, log, variant, notes=(), point_size_m=None):
+    """Place a PatchTable on a grid (see patch_placement) and describe it in the log and the provenance."""
+    placement = placement_of(table, request, point_size_m or product.resolution_m)
+    grid = placement.grid
+    snapped = placement.rule == SNAPPED
     provenance = Provenance(
         product=product.id,
         product_name=f"{product.name}: {variant}",
@@ -137,16 +74,27 @@ def build_patch_raster(table, request, product, log, variant, notes=()):
         dequantization=product.dequantization,
         licence=product.licence,
         attribution=product.attribution,
-        resampling="patch containing the pixel centre (latest date, then nearest patch centre)",
+        resampling=(
+            "one pixel per patch on the patches' own lattice (where patches share a pixel: latest date, then nearest centre)"
+            if snapped
+            else "patch containing the pixel centre (latest date, then nearest patch centre)"
+        ),
         notes=list(notes) + table.notes,
     )
     years = sorted({int(d[:4]) for d in table.dates if d and d[:4].isdigit()})
     provenance.year = years[-1] if years else None
+    if snapped:
+        log.info(lattice_description(placement.lattice, grid, len(table), placement.moved))
+    else:
+        log.info(
+            f"The patches do not form one lattice of {grid.res_x:g} x {grid.res_y:g} cells in {grid.crs} "
+            "(another pixel size or CRS, or overlapping fragments): each pixel takes the patch containing its centre."
+        )
     log.info(
         f"Rasterising {len(table)} patch(es) of {product.id} {variant} onto a {grid.width} x {grid.height} "
-        f"grid in {crs} with {cell:g} units per cell."
+        f"grid in {grid.crs} with {grid.res_x:g} x {grid.res_y:g} units per cell."
     )
-    return PatchRaster(table, grid, provenance)
+    return PatchRaster(table, placement, provenance)
 
 
 def patch_fields_json(vector):
@@ -154,8 +102,10 @@ def patch_fields_json(vector):
     return json.dumps([float(f"{v:.7g}") for v in vector], separators=(",", ":"))
 
 
-def plan_patch_product(request, log, product, accept, layout, variant_of, what, notes_of=None):
-    """Read the product's parquet files under SOURCE and rasterise the patches in the extent."""
+def plan_patch_product(request, log, product, accept, layout, variant_of, what, notes_of=None, point_size_m=None):
+    """Read the product's parquet files under SOURCE and rasterise the patches in the extent.
+
+    point_size_m: callable(dims) -> side in metres of the patch a point geometry stands for (default: the catalog's)."""
     if not request.source:
         raise GeoEmbedError(f"SOURCE is required for {product.name}; give {what}.")
     if not os.path.exists(request.source):
@@ -166,15 +116,19 @@ def plan_patch_product(request, log, product, accept, layout, variant_of, what, 
     wgs84 = extent_lonlat(request)
     table = read_patches(files, wgs84, layout, log)
     first = table.sources[0]  # name the variant from a file that was read, not just found
-    variant = variant_of(open_parquet(first).schema_arrow, table.embeddings.shape[1])
+    dims = table.embeddings.shape[1]
+    variant = variant_of(open_parquet(first).schema_arrow, dims)
     notes = notes_of(first) if notes_of else []
-    raster = build_patch_raster(table, request, product, log, variant, notes)
-    if wgs84 is not None:
+    side = point_size_m(dims) if point_size_m else None
+    raster = build_patch_raster(table, request, product, log, variant, notes, side)
+    if wgs84 is not None and raster.placement.rule != SNAPPED:
         # Border cells have centres outside the extent: their patches come from a second, wider read.
         grid_lonlat = transform_bounds(raster.grid.crs, "EPSG:4326", raster.grid.bounds)
         if not _contains(wgs84, grid_lonlat):
             wider = read_patches(files, grid_lonlat, layout, _SilentLog())  # its warnings were given already
-            raster = PatchRaster(wider, raster.grid, raster.provenance)
+            footprints = Footprints(wider.geometries, side or product.resolution_m)
+            placement = contain_on_grid(footprints, date_ranks(wider.dates), raster.grid, side or product.resolution_m)
+            raster = PatchRaster(wider, placement, raster.provenance)
             raster.patches = table
     return raster
 
