@@ -64,6 +64,7 @@ run_tests() {
   "$VENV/bin/ruff" check geoembed tests bench
   "$VENV/bin/python" -m pytest -p no:qgis tests/unit tests/e2e
   "$VENV/bin/python" -m pytest tests/qgis
+  "$VENV/bin/python" -m pytest tests/realdata
 }
 
 case "${1:-}" in

@@ -1,0 +1,1 @@
+"""Real-data tier: small real product files (../shared/realdata) read through the plugin as a user would."""
