@@ -1,6 +1,8 @@
 """geoembed:load without QGIS: a request in, a north-up Float32 GeoTIFF out."""
 
 import os
+import traceback
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from . import catalog, products
@@ -43,12 +45,13 @@ class PrintLog:
         print("Warning:", message)
 
 
-def detect_product(source):
+def detect_product(source, log=None):
     """(product id, reason) for PRODUCT=auto."""
     if source and not is_url(source) and not os.path.exists(source):
         raise GeoEmbedError(f"SOURCE {source} does not exist; give a product file, folder or http(s) URL.")
     for product_id, module in products.MODULES.items():
-        reason = module.recognise_source(source)
+        with reading(source, log):
+            reason = module.recognise_source(source)
         if reason:
             return product_id, reason
     valid = ", ".join(catalog.PRODUCTS)
@@ -60,12 +63,34 @@ def plan(request, log=None, client=None):
     log = log or PrintLog()
     product_id = request.product or "auto"
     if product_id == "auto":
-        product_id, reason = detect_product(request.source)
+        product_id, reason = detect_product(request.source, log)
         log.info(f"PRODUCT=auto: found {reason}, so reading it as {catalog.product(product_id).name} ({product_id}).")
-    catalog.product(product_id)  # unknown ids get the list of valid ones
+    product = catalog.product(product_id)  # unknown ids get the list of valid ones
     if request.extent is not None:
         check_extent(request.extent, request.extent_crs)
-    return product_id, products.MODULES[product_id].plan(request, log, client)
+    with reading(request.source, log, product.name):
+        return product_id, products.MODULES[product_id].plan(request, log, client)
+
+
+@contextmanager
+def reading(source, log=None, product_name=None):
+    """Turn an unexpected failure while reading a product (a damaged or unusual file) into one line naming the file and
+    what failed; the traceback goes to the log's debug channel, when it has one, for a bug report."""
+    try:
+        yield
+    except (GeoEmbedError, MemoryError, KeyboardInterrupt):
+        raise
+    except Exception as exc:
+        debug = getattr(log, "debug", None)
+        if debug is not None:
+            debug(traceback.format_exc())
+        name = os.path.basename(str(source).rstrip("/")) if source else "SOURCE"
+        what = " ".join(str(exc).split()) or "no details"
+        doing = f"read {name} as {product_name}" if product_name else f"tell which product {name} is"
+        raise GeoEmbedError(
+            f"Cannot {doing}: {type(exc).__name__}: {what[:200]}; check that the file is complete "
+            "(download it again if it was cut short)."
+        ) from exc
 
 
 def check_extent(extent, extent_crs):

@@ -30,6 +30,10 @@ class FeedbackLog:
         else:  # pragma: no cover - QGIS < 3.16
             self.feedback.reportError(message, False)
 
+    def debug(self, message):
+        """Details for a bug report (a traceback): shown in the log, not as a warning."""
+        self.feedback.pushDebugInfo(message)
+
     def progress(self, fraction):
         self.feedback.setProgress(100.0 * fraction)
 
