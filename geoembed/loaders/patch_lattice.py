@@ -205,7 +205,13 @@ def find_lattice(footprints, crs, res_x, res_y):
     cx, cy = footprints.centres(crs)
     x_edge, y_edge, _ = _largest_lattice(cx, cy, res_x, res_y)
     # Lattices start at a tile corner (whole metres): drop the float noise of corners stored in lon/lat.
-    x_edge, y_edge = _round_edge(x_edge, res_x), _round_edge(y_edge, res_y)
+    return lattice_through(footprints, crs, res_x, res_y, _round_edge(x_edge, res_x), _round_edge(y_edge, res_y))
+
+
+def lattice_through(footprints, crs, res_x, res_y, x_edge, y_edge):
+    """The lattice of res_x x res_y cells with edges at x_edge + k * res_x, y_edge + k * res_y, and which patches lie on it."""
+    cx, cy = footprints.centres(crs)
+    x_edge, y_edge = x_edge % res_x, y_edge % res_y
     tolerance_x, tolerance_y = res_x * ON_LATTICE_FRACTION, res_y * ON_LATTICE_FRACTION
     on = (_distance_to_lattice(cx - res_x / 2, x_edge, res_x) <= tolerance_x) & (
         _distance_to_lattice(cy + res_y / 2, y_edge, res_y) <= tolerance_y

@@ -16,7 +16,7 @@ import numpy as np
 
 from .errors import GeoEmbedError
 from .grid import Grid, grid_from_bounds, points_in_rings
-from .patch_lattice import cell_of, find_lattice, patch_size, point_side
+from .patch_lattice import cell_of, find_lattice, lattice_through, patch_size, point_side
 from .planning import MAX_PIXELS
 
 SNAPPED = "lattice"
@@ -71,18 +71,21 @@ def _snap(footprints, ranks, lattice, bounds, point_size_m):
         c0, c1, r0, r1 = max(c0, e0), min(c1, e1), max(r0, f0), min(r1, f1)
         if c0 >= c1 or r0 >= r1:
             raise GeoEmbedError("No patch lies in the extent; check EXTENT and its CRS.")
-    grid = _checked(
-        Grid(
-            lattice.crs,
-            lattice.x_edge + c0 * lattice.res_x,
-            lattice.y_edge - r0 * lattice.res_y,
-            lattice.res_x,
-            lattice.res_y,
-            int(c1 - c0),
-            int(r1 - r0),
-        )
-    )
-    cols, rows = cols - c0, rows - r0
+    x0, y0 = lattice.x_edge + c0 * lattice.res_x, lattice.y_edge - r0 * lattice.res_y
+    grid = _checked(Grid(lattice.crs, x0, y0, lattice.res_x, lattice.res_y, int(c1 - c0), int(r1 - r0)))
+    return _snapped_on(footprints, ranks, lattice, grid, point_size_m)
+
+
+def snap_on_grid(footprints, ranks, grid, point_size_m):
+    """The lattice placement on a given grid (for patches read again over a grid already chosen)."""
+    lattice = lattice_through(footprints, grid.crs, grid.res_x, grid.res_y, grid.x0, grid.y0)
+    return _snapped_on(footprints, ranks, lattice, grid, point_size_m)
+
+
+def _snapped_on(footprints, ranks, lattice, grid, point_size_m):
+    cx, cy = footprints.centres(lattice.crs)
+    cols = np.floor((cx - grid.x0) / grid.res_x).astype(np.int64)
+    rows = np.floor((grid.y0 - cy) / grid.res_y).astype(np.int64)
     inside = (cols >= 0) & (cols < grid.width) & (rows >= 0) & (rows < grid.height)
     xs, ys = grid.pixel_centres()
     distance = np.full(footprints.count, np.inf)

@@ -15,7 +15,7 @@ from .grid import transform_bounds, utm_crs_for
 from .model import NODATA, EmbeddingBlock, EmbeddingRaster, Provenance
 from .patch_files import parquet_files, read_patches
 from .patch_lattice import Footprints, lattice_description, native_zone
-from .patch_placement import SNAPPED, contain_on_grid, date_ranks, place
+from .patch_placement import SNAPPED, contain_on_grid, date_ranks, place, snap_on_grid
 from .planning import extent_lonlat
 
 
@@ -121,14 +121,16 @@ def plan_patch_product(request, log, product, accept, layout, variant_of, what, 
     notes = notes_of(first) if notes_of else []
     side = point_size_m(dims) if point_size_m else None
     raster = build_patch_raster(table, request, product, log, variant, notes, side)
-    if wgs84 is not None and raster.placement.rule != SNAPPED:
-        # Border cells have centres outside the extent: their patches come from a second, wider read.
+    if wgs84 is not None:
+        # Cells at the border reach past the extent (a lon/lat box is not a box in UTM): their patches may not meet
+        # the extent, so they come from a second, wider read, placed on the same grid by the same rule.
         grid_lonlat = transform_bounds(raster.grid.crs, "EPSG:4326", raster.grid.bounds)
         if not _contains(wgs84, grid_lonlat):
             wider = read_patches(files, grid_lonlat, layout, _SilentLog())  # its warnings were given already
-            footprints = Footprints(wider.geometries, side or product.resolution_m)
-            placement = contain_on_grid(footprints, date_ranks(wider.dates), raster.grid, side or product.resolution_m)
-            raster = PatchRaster(wider, placement, raster.provenance)
+            size = side or product.resolution_m
+            footprints, ranks = Footprints(wider.geometries, size), date_ranks(wider.dates)
+            again = snap_on_grid if raster.placement.rule == SNAPPED else contain_on_grid
+            raster = PatchRaster(wider, again(footprints, ranks, raster.grid, size), raster.provenance)
             raster.patches = table
     return raster
 
