@@ -15,14 +15,15 @@ LAYOUT = PatchLayout(
     id_columns=("chips_id", "index", "id"),
     date_columns=("datetime", "date"),
     band_prefix="CL",
+    product="Clay",
 )
 WHAT = "Clay .gpq / .parquet files"
 
 
 def accept(schema, path):
     names = set(schema.names)
-    if "grid_cell" in names or b"emb" in (schema.metadata or {}):
-        return False  # Major TOM / Earth Index
+    if "grid_cell" in names or {"centre_lon", "centre_lat"} <= names or b"emb" in (schema.metadata or {}):
+        return False  # Major TOM (with or without grid_cell) / Earth Index
     return (
         "embeddings" in names
         or ("chips_id" in names and "embedding" in names)

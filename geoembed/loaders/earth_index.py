@@ -1,7 +1,7 @@
-"""Earth Index embeddings (Earth Genome): {MGRS}_{start}_{end}.parquet, id + 384-d `embedding`, 320 m patches.
+"""Earth Index embeddings (Earth Genome): {MGRS}_{start}_{end}.parquet (or just {MGRS}.parquet), id + 384-d `embedding`.
 
-Geometries are patch polygons or their centroids (points become 320 m squares); the `emb` metadata
-(model, licence, dates) is recorded in the output's notes.
+Geometries are 320 m patch polygons or their centroids (points become 320 m squares); the `emb` metadata
+(model, licence, dates) is recorded in the output's notes, and gives the date of a file whose name has none.
 """
 
 import json
@@ -15,6 +15,8 @@ from .patches import plan_patch_product
 
 PRODUCT = catalog.EARTH_INDEX
 NAME = re.compile(r"^\d{2}[A-Z]{3}_(\d{4}-\d{2}-\d{2})_\d{4}-\d{2}-\d{2}\.parquet$")
+BARE_NAME = re.compile(r"^\d{2}[A-Z]{3}\.parquet$")  # the published schema sample: the MGRS square only
+ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}")
 
 
 def start_date(path):
@@ -23,28 +25,43 @@ def start_date(path):
     return match.group(1) if match else None
 
 
-LAYOUT = PatchLayout(embedding_columns=("embedding",), id_columns=("id",), band_prefix="EI", date_from_path=start_date)
-WHAT = "{MGRS}_{start}_{end}.parquet files"
+def file_date(path, schema):
+    """The file's date: the start date in its name, else the date part of the `emb` metadata's start_datetime."""
+    named = start_date(path)
+    if named:
+        return named
+    start = _emb(schema).get("start_datetime")
+    match = ISO_DATE.match(start) if isinstance(start, str) else None
+    return match.group(0) if match else None
+
+
+LAYOUT = PatchLayout(
+    embedding_columns=("embedding",), id_columns=("id",), band_prefix="EI", date_of_file=file_date, product="Earth Index"
+)
+WHAT = "{MGRS}_{start}_{end}.parquet (or {MGRS}.parquet) files"
 
 
 def accept(schema, path):
-    return (
-        "embedding" in schema.names
-        and "grid_cell" not in schema.names
-        and (b"emb" in (schema.metadata or {}) or bool(NAME.match(Path(path).name)))
-    )
+    names = set(schema.names)
+    if "embedding" not in names or "grid_cell" in names or {"centre_lon", "centre_lat"} <= names:
+        return False  # Major TOM shards
+    name = Path(path).name
+    return b"emb" in (schema.metadata or {}) or bool(NAME.match(name) or BARE_NAME.match(name))
 
 
 def variant(schema, dims):
-    model = _emb(schema).get("model", {}).get("id", "unknown model")
-    return f"{model} ({dims}-d)"
+    model = _emb(schema).get("model")
+    model = model.get("id") if isinstance(model, dict) else None
+    return f"{model or 'unknown model'} ({dims}-d)"
 
 
 def _emb(schema):
+    """The `emb` metadata as a dict ({} when absent or not a JSON object)."""
     try:
-        return json.loads((schema.metadata or {}).get(b"emb", b"{}"))
+        emb = json.loads((schema.metadata or {}).get(b"emb", b"{}"))
     except ValueError:
         return {}
+    return emb if isinstance(emb, dict) else {}
 
 
 def notes(path):

@@ -172,3 +172,27 @@ def test_lonlat_round_trip_of_the_fixture():
 
 def _in_box(box, x, y):
     return box[0] < x < box[2] and box[1] < y < box[3]
+
+
+def test_major_tom_centres_stand_for_fragments_of_their_model(tmp_path):
+    """A shard with only centre_lon/centre_lat: SigLIP centres (1152-d) are 3840 m fragments, one pixel each."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    crs, west, north, size = "EPSG:32633", 448000.0, 4520320.0, 3840.0
+    chips = fx.block(crs, west, north, (2, 3), size, 1152, 1152)
+    flat = pa.array(np.concatenate([c["embedding"] for c in chips]), pa.float32())
+    table = pa.table(
+        {
+            "embedding": pa.ListArray.from_arrays(pa.array(np.arange(0, len(flat) + 1, 1152, dtype=np.int32)), flat),
+            "centre_lon": pa.array([c["centre"][0] for c in chips], pa.float64()),
+            "centre_lat": pa.array([c["centre"][1] for c in chips], pa.float64()),
+        }
+    )
+    path = tmp_path / "siglip" / "part_00001-00001.parquet"
+    path.parent.mkdir()
+    pq.write_table(table, path)
+    loaded = load(tmp_path, "siglip.tif", source=str(path))
+    assert loaded.result.product == "major-tom" and loaded.crs == crs
+    assert loaded.geotransform[1] == size and (loaded.width, loaded.height) == (3, 2)
+    assert_one_pixel_per_chip(loaded, chips)
