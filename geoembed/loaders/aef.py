@@ -3,6 +3,10 @@
 Facts (see shared formats.md §1): 64 bands A00..A63, signed int8, -128 = nodata in every band,
 de-quantisation ((q/127.5)**2)*sign(q), tiles stored south-up in the UTM zone of their folder,
 paths {year}/{zone}/{EEID}-{YOFF:010d}-{XOFF:010d}.tiff under v1/annual/ next to aef_index.parquet.
+
+AlphaEarth also reaches users as float rasters, already de-quantised: Earth Engine exports (one file or a folder
+of pieces) and Major TOM's copy (aef_exports.py). A file or folder given as SOURCE may hold either kind; the data
+type tells them apart (int8 tiles are de-quantised, floats are used as stored), never both in one load.
 """
 
 import os
@@ -12,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from osgeo import gdal
 
-from . import catalog
+from . import aef_exports, catalog
 from .cache import cached_copy
 from .errors import GeoEmbedError, RemoteError
 from .gdal_io import crs_string, is_signed_byte, open_raster, read_window
@@ -20,7 +24,7 @@ from .geoparquet import geometry_column, is_parquet, open_parquet, pyarrow_parqu
 from .grid import raster_bounds
 from .http_client import HttpClient
 from .planning import build_mosaic, extent_lonlat, fmt, pick_year, tiles_under, year_span
-from .remote import is_url, join, parent
+from .remote import basename, is_url, join, parent
 
 BAND_NAMES = tuple(f"A{i:02d}" for i in range(64))
 NODATA_Q = -128
@@ -111,9 +115,36 @@ def open_tile(location):
             f"{name} is not an AlphaEarth (aef) tile: expected 64 signed 8-bit bands, found "
             f"{dataset.RasterCount} {dtype} band(s); check SOURCE or choose the right PRODUCT."
         )
-    tile = AefTile(location, dataset)
+    return _georeferenced(AefTile(location, dataset), name)
+
+
+def open_aef_raster(location):
+    """An int8 AEF tile, or AlphaEarth as a float raster (an Earth Engine export, Major TOM's copy): the data type
+    decides. Anything else gets a one-line explanation."""
+    dataset = open_raster(location)
+    name = basename(location)
+    if dataset.RasterCount == 64 and is_signed_byte(dataset):
+        return _georeferenced(AefTile(location, dataset), name)
+    variant = aef_exports.variant_of(location, dataset)
+    if variant:
+        return _georeferenced(aef_exports.float_tile(location, dataset, variant), name)
+    count = dataset.RasterCount
+    dtype = gdal.GetDataTypeName(dataset.GetRasterBand(1).DataType) if count else "no"
+    made_by = (dataset.GetMetadata() or {}).get("GEOEMBED_PRODUCT")
+    if made_by:
+        raise GeoEmbedError(
+            f"{name} was written by GeoEmbed ({count} {dtype} bands of product {made_by}), so it is loaded already: use it "
+            "directly as INPUT, or load it with PRODUCT=generic to cut or re-grid it."
+        )
+    raise GeoEmbedError(
+        f"{name} is not AlphaEarth (aef): expected 64 signed 8-bit bands (a tile) or 64 Float32/Float64 bands named "
+        f"A00..A63 (an Earth Engine export), found {count} {dtype} band(s); check SOURCE or choose the right PRODUCT."
+    )
+
+
+def _georeferenced(tile, name):
     if tile.crs is None or tile.geotransform == (0.0, 1.0, 0.0, 0.0, 0.0, 1.0):
-        raise GeoEmbedError(f"{name} has no georeferencing (CRS or geotransform); AEF tiles carry both.")
+        raise GeoEmbedError(f"{name} has no georeferencing (CRS or geotransform); AEF tiles and exports carry both.")
     return tile
 
 
@@ -191,7 +222,10 @@ def resolve_index_path(index_location, path):
 
 
 def classify_source(source, client=None):
-    """('tile', location) | ('index', location) | ('tiles', [locations]) for a SOURCE value."""
+    """('tile', location) | ('index', location) | ('tiles', [locations]) for a SOURCE value.
+
+    In a folder, 'tiles' are the files named like AEF tiles; without any, the files named like Earth Engine
+    export pieces or Major TOM cells (whether they hold AlphaEarth is told when they are opened)."""
     if not source:
         source = DEFAULT_ROOT
     lower = source.lower().rstrip("/")
@@ -219,19 +253,28 @@ def classify_source(source, client=None):
     for candidate in (folder / INDEX_NAME, folder / LAYOUT_MARKER / INDEX_NAME, folder / "annual" / INDEX_NAME):
         if candidate.is_file():
             return "index", str(candidate)
-    found = [p for p in folder.rglob("*") if p.is_file() and TILE_NAME.match(p.name)]
+    files = [p for p in folder.rglob("*") if p.is_file()]
+    found = [p for p in files if TILE_NAME.match(p.name)]
+    if not found:
+        found = [p for p in files if aef_exports.is_candidate_name(p.name)]
     # Source Cooperative puts a north-up .vrt beside every .tiff: read each tile once, from the .tiff.
     tiffs = {p.with_suffix("") for p in found if p.suffix.lower() != ".vrt"}
     tiles = sorted(str(p) for p in found if p.suffix.lower() != ".vrt" or p.with_suffix("") not in tiffs)
     if not tiles:
-        raise GeoEmbedError(f"No {INDEX_NAME} and no AEF tiles ({{EEID}}-{{YOFF}}-{{XOFF}}.tiff) under {source}.")
+        raise GeoEmbedError(
+            f"No {INDEX_NAME}, no AEF tiles ({{EEID}}-{{YOFF}}-{{XOFF}}.tiff) and no Earth Engine export pieces "
+            f"(PREFIX-RRRRRRRRRR-CCCCCCCCCC.tif) or Major TOM cells under {source}."
+        )
     return "tiles", tiles
 
 
 def recognise(kind, value):
     """A short reason when a classified SOURCE holds AEF data (used by PRODUCT=auto), else None."""
     if kind == "tiles":
-        return f"{len(value)} AEF tile(s) named {{EEID}}-{{YOFF}}-{{XOFF}}.tiff"
+        if any(TILE_NAME.match(basename(location)) for location in value):
+            return f"{len(value)} AEF tile(s) named {{EEID}}-{{YOFF}}-{{XOFF}}.tiff"
+        found = _what_it_holds(value[0])  # export pieces or Major TOM cells: the first one's bands tell
+        return f"{len(value)} file(s) of {found}" if found else None
     if kind == "index":
         local = not is_url(value)
         if local and (not is_parquet(value) or not {"path", "year", "utm_zone"} <= set(open_parquet(value).schema_arrow.names)):
@@ -240,13 +283,20 @@ def recognise(kind, value):
     name = os.path.basename(value.rstrip("/"))
     if TILE_NAME.match(name):
         return f"an AEF tile name ({name})"
+    return _what_it_holds(value)
+
+
+def _what_it_holds(location):
+    """What PRODUCT=auto says of a file that opens as AlphaEarth (an int8 tile or a float raster), else None."""
     try:
-        open_tile(value).close()
+        tile = open_aef_raster(location)
     except RemoteError:
         raise
     except GeoEmbedError:
         return None
-    return "64 signed 8-bit bands"
+    tile.close()
+    variant = getattr(tile, "variant", None)
+    return aef_exports.describe(variant, tile.data_type) if variant else "64 signed 8-bit bands"
 
 
 def index_local_copy(index_location, cache_dir=None, client=None, log=None):
@@ -279,14 +329,22 @@ def plan(request, log, client=None):
     wgs84 = extent_lonlat(request)
     if kind == "index":
         tiles, year = _tiles_from_index(value, wgs84, request, log, client)
-    elif kind == "tiles":
-        tiles = tiles_under([open_tile(location) for location in value], wgs84, "AEF")
-        tiles, year = pick_year(tiles, request, log, "AEF")
     else:
-        tiles = [open_tile(value)]
-        year = tiles[0].year
-        if request.year is not None and year is not None and year != request.year:
-            log.warning(f"YEAR={request.year} ignored: the tile {os.path.basename(value)} is from {year}.")
+        opened = [open_aef_raster(location) for location in (value if kind == "tiles" else [value])]
+        floats = [tile for tile in opened if getattr(tile, "variant", None)]
+        if floats and len(floats) < len(opened):
+            raise GeoEmbedError(
+                f"SOURCE {request.source} holds both int8 AEF tiles and float AlphaEarth rasters (Earth Engine exports or "
+                "Major TOM's copy); give a folder with one kind."
+            )
+        if kind == "tiles":
+            tiles, year = pick_year(tiles_under(opened, wgs84, "AEF"), request, log, "AEF")
+        else:
+            tiles, year = opened, opened[0].year
+            if request.year is not None and year is not None and year != request.year:
+                log.warning(f"YEAR={request.year} ignored: the file {basename(value)} is from {year}.")
+        if floats:
+            return _float_mosaic(tiles, request, wgs84, year, log)
     return build_mosaic(
         tiles,
         request,
@@ -297,6 +355,23 @@ def plan(request, log, client=None):
         log,
         utm_default=True,
         notes=["South-up int8 tiles were read in place and written north-up as Float32."],
+    )
+
+
+def _float_mosaic(tiles, request, wgs84, year, log):
+    """AlphaEarth float rasters on one grid: an export keeps its own CRS and grid (pieces are copied pixel for
+    pixel); Major TOM's cells, spread over UTM zones, go to one UTM grid like the int8 tiles."""
+    variants = {tile.variant for tile in tiles}
+    return build_mosaic(
+        tiles,
+        request,
+        wgs84,
+        aef_exports.product_for(variants),
+        BAND_NAMES,
+        year,
+        log,
+        utm_default=aef_exports.MAJOR_TOM in variants,
+        notes=aef_exports.notes_for(variants),
     )
 
 

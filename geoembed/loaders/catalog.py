@@ -11,8 +11,8 @@ class Product:
     id: str
     name: str
     kind: str  # "pixel" (a raster of vectors) or "patch" (one vector per chip)
-    resolution_m: float
-    dims: int
+    resolution_m: float  # None: from the file (the generic product)
+    dims: int  # None: from the file
     dtype: str
     licence: str
     attribution: str
@@ -33,7 +33,10 @@ AEF = Product(
     attribution="The AlphaEarth Foundations Satellite Embedding dataset is produced by Google and Google DeepMind.",
     years=tuple(range(2017, 2026)),
     public_location="https://data.source.coop/tge-labs/aef/",
-    dequantization="((q / 127.5) ** 2) * sign(q); q = -128 is nodata in every band",
+    dequantization=(
+        "((q / 127.5) ** 2) * sign(q); q = -128 is nodata in every band. Earth Engine exports and Major TOM's copy are "
+        "float values, already de-quantised: used as they are (all-zero vectors, NaN and the file's noData are nodata)"
+    ),
     bytes_per_vector=64,
 )
 
@@ -48,7 +51,10 @@ TESSERA = Product(
     attribution="Tessera embeddings by the University of Cambridge (ucam-eo/geotessera).",
     years=tuple(range(2017, 2026)),
     public_location="https://data.source.coop/tessera/tessera/",
-    dequantization="int8 * per-pixel scale; water (landmask 0) and non-finite or zero scales are nodata",
+    dequantization=(
+        "int8 * per-pixel scale; water (landmask 0) and non-finite or zero scales are nodata. GeoTIFF exports (float32) "
+        "are used as they are, water masked with the tile's landmask when SOURCE holds it (else kept, with a warning)"
+    ),
     bytes_per_vector=132,
 )
 
@@ -142,8 +148,27 @@ ESD = Product(
     bytes_per_vector=26,
 )
 
+FROM_THE_FILE = "from the file"
+
+GENERIC = Product(
+    id="generic",
+    name="Any other embedding raster (GeoTIFF, VRT or COG, one band per dimension)",
+    kind="pixel",
+    resolution_m=None,
+    dims=None,
+    dtype=f"{FROM_THE_FILE} (float: embedding values; integer: raw values)",
+    licence="that of the file",
+    attribution="Whoever produced the file.",
+    years=(),
+    public_location="",
+    dequantization=(
+        "none: float values are used as they are, integer values as raw numbers; all-zero vectors, NaN/inf and the "
+        "file's noData are nodata"
+    ),
+)
+
 PRODUCTS = {
-    product.id: product for product in (AEF, TESSERA, CLAY, EARTH_INDEX, MAJOR_TOM, COPERNICUS_EMBED, PRESTO, ESD)
+    product.id: product for product in (AEF, TESSERA, CLAY, EARTH_INDEX, MAJOR_TOM, COPERNICUS_EMBED, PRESTO, ESD, GENERIC)
 }
 
 
@@ -163,7 +188,11 @@ class Cost:
 
 
 def cost_for_area(product, area_m2):
-    """What storing and downloading a product over an area costs: vectors x bytes per vector, at S3 prices."""
+    """What storing and downloading a product over an area costs: vectors x bytes per vector, at S3 prices.
+
+    None for the generic product: its resolution and size per vector are those of each file."""
+    if is_from_the_file(product):
+        return None
     vectors = area_m2 / (product.resolution_m**2)
     gigabytes = vectors * product.bytes_per_vector / 1e9
     return Cost(vectors, gigabytes, gigabytes * S3_STORAGE_USD_PER_GB_MONTH, gigabytes * S3_EGRESS_USD_PER_GB)
@@ -184,7 +213,18 @@ def lonlat_area_m2(west, south, east, north):
     return width / 360.0 * (zone_area(north) - zone_area(south))
 
 
+def is_from_the_file(product):
+    """True for the generic product, whose resolution, dimensions and years are whatever its file has."""
+    return product.resolution_m is None
+
+
+def dims_text(product):
+    return FROM_THE_FILE if product.dims is None else str(product.dims)
+
+
 def years_text(product):
+    if is_from_the_file(product):
+        return FROM_THE_FILE
     if not product.years:
         return "static (no year)"
     first, last = product.years[0], product.years[-1]

@@ -1,5 +1,6 @@
 """A GeoTIFF tile of any pixel product: GDAL window reads turned into (values, valid) by a decode function."""
 
+import math
 import os
 import re
 
@@ -73,3 +74,33 @@ def nonzero_valid(raw):
     values = raw.astype(np.float32, copy=False)
     valid = (values != 0).any(axis=0) & np.isfinite(values).all(axis=0)
     return values, valid
+
+
+def embedding_decoder(nodata=None, signed_byte=False):
+    """decode(raw) for a raster whose bands are the components of its vectors, stored as they are.
+
+    Values become float32 (never de-quantised). Nodata: a vector with a NaN or infinite component, an all-zero
+    vector (never a real embedding) and the file's noData value: in any band, except 0, which is an ordinary
+    component value and so marks nodata only when every band holds it. signed_byte: GDAL < 3.7 hands signed
+    8-bit bands over as uint8 (Byte + PIXELTYPE=SIGNEDBYTE); they are read back as int8.
+    """
+    sentinel = nodata if nodata is not None and math.isfinite(nodata) and nodata != 0 else None
+
+    def decode(raw):
+        if signed_byte and raw.dtype == np.uint8:
+            raw = raw.view(np.int8)
+        values = raw.astype(np.float32, copy=False)
+        valid = np.isfinite(values).all(axis=0) & (values != 0).any(axis=0)
+        if sentinel is not None and _fits(raw.dtype, sentinel):
+            valid &= ~(raw == raw.dtype.type(sentinel)).any(axis=0)
+        return values, valid
+
+    return decode
+
+
+def _fits(dtype, value):
+    """True when value is representable in dtype (a noData of -9999 cannot occur in a uint8 band)."""
+    if np.issubdtype(dtype, np.integer):
+        info = np.iinfo(dtype)
+        return float(value).is_integer() and info.min <= value <= info.max
+    return True

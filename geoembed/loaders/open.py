@@ -1,4 +1,5 @@
-"""Open any embedding input as an EmbeddingRaster: a layer made by geoembed:load, or a product's own files."""
+"""Open any embedding input as an EmbeddingRaster: a layer made by geoembed:load, a product's own files, or any
+other multi-band raster (the generic product)."""
 
 import os
 import tempfile
@@ -14,7 +15,8 @@ def open_embeddings(source, log, product="auto", client=None):
     """A north-up, de-quantised EmbeddingRaster over SOURCE, read block by block.
 
     A GeoTIFF written by geoembed:load is read directly; anything else goes through the product
-    loaders (an AEF tile is oriented and de-quantised, a Tessera folder mosaicked) on the files' own grid.
+    loaders (an AEF tile is oriented and de-quantised, a Tessera folder or Earth Engine export pieces
+    mosaicked) on the files' own grid, the generic product last (any raster of two or more bands).
     """
     from .load import LoadRequest, plan  # load imports every product module: keep this import lazy
 

@@ -5,6 +5,12 @@ no georeference; grid_{lon}_{lat}_scales.npy holds float32 scales (H, W); the la
 grid_{lon}_{lat}.tiff (uint8, 0 = water) carries the tile's UTM CRS and unsnapped transform.
 De-quantise int8 * scale; water and non-finite or zero scales are nodata. The `--format tiff`
 export grid_{lon}_{lat}_{year}.tiff is already float32 (128 bands, no nodata tag).
+
+Water is nodata on both paths, as in the producer's own Zarr store (water has NaN scales there): the .npy path
+masks it with the tile's landmask (0 = water), which it needs anyway for the georeference; the export path
+masks it with the landmask of the same tile when one is found under SOURCE's dataset root (the same search the
+.npy path makes). An export whose landmask is not found keeps all its pixels (non-finite and all-zero vectors
+are still nodata), and the log warns once that water cannot be told apart without the landmasks.
 """
 
 import os
@@ -18,7 +24,7 @@ from . import catalog
 from .errors import GeoEmbedError
 from .gdal_io import crs_string, open_raster, read_window
 from .geoparquet import open_parquet, pyarrow_parquet
-from .geotiff_tile import GeoTiffTile
+from .geotiff_tile import GeoTiffTile, embedding_decoder
 from .planning import build_mosaic, extent_lonlat, fmt, pick_year, tiles_under
 from .remote import is_url
 
@@ -81,18 +87,39 @@ class TesseraTile:
         self._embedding = self._scales = self._landmask = None
 
 
-def _export_tile(path):
+class ExportTile(GeoTiffTile):
+    """A GeoTIFF export (float32 as stored) whose water, when its landmask is known, is nodata."""
+
+    def __init__(self, path, dataset, landmask_path):
+        super().__init__(path, dataset, embedding_decoder())  # no noData tag: NaN and all-zero vectors are nodata
+        self.landmask_path = landmask_path
+        self._landmask = open_raster(landmask_path) if landmask_path else None
+        if self._landmask is not None and (self._landmask.RasterXSize, self._landmask.RasterYSize) != (self.width, self.height):
+            raise GeoEmbedError(
+                f"{os.path.basename(path)} is {self.width} x {self.height} pixels but its landmask "
+                f"{os.path.basename(landmask_path)} is {self._landmask.RasterXSize} x {self._landmask.RasterYSize}; "
+                "the files belong to different versions."
+            )
+
+    def read(self, col, row, width, height):
+        values, valid = super().read(col, row, width, height)
+        if self._landmask is not None:
+            valid = valid & (read_window(self._landmask, self.landmask_path, col, row, width, height)[0] != 0)
+        return values, valid
+
+    def close(self):
+        super().close()
+        self._landmask = None
+
+
+def _export_tile(path, landmasks):
     dataset = open_raster(path)
     band = dataset.GetRasterBand(1)
     if dataset.RasterCount != 128 or band.DataType != gdal.GDT_Float32:
         raise GeoEmbedError(f"{os.path.basename(path)} is not a Tessera export: expected 128 Float32 bands.")
-
-    def decode(raw):
-        values = raw.astype(np.float32, copy=False)
-        return values, np.isfinite(values).all(axis=0) & (values != 0).any(axis=0)
-
-    tile = GeoTiffTile(path, dataset, decode)
-    tile.year = int(EXPORT.match(os.path.basename(path)).group(3))
+    match = EXPORT.match(os.path.basename(path))
+    tile = ExportTile(path, dataset, landmasks.get(f"grid_{match.group(1)}_{match.group(2)}"))
+    tile.year = int(match.group(3))
     return tile
 
 
@@ -179,10 +206,17 @@ def plan(request, log, client=None):
         if not embeddings and not exports:
             raise GeoEmbedError(f"No Tessera tile covers the extent {fmt(wgs84)} (lon/lat); check EXTENT and its CRS.")
         # Landmasks live beside the embeddings' folder tree (download and Source Cooperative layouts).
-        landmasks = _scan(_dataset_root(source))[2] if embeddings else {}
-        tiles = [_open_npy_tile(path, landmasks) for path in embeddings] + [_export_tile(path) for path in exports]
+        landmasks = _scan(_dataset_root(source))[2]
+        tiles = [_open_npy_tile(path, landmasks) for path in embeddings] + [_export_tile(path, landmasks) for path in exports]
     tiles = tiles_under(tiles, wgs84, "Tessera")
     tiles, year = pick_year(tiles, request, log, "Tessera")
+    unmasked = [tile for tile in tiles if isinstance(tile, ExportTile) and tile.landmask_path is None]
+    if unmasked:
+        log.warning(
+            f"No landmask found for {len(unmasked)} Tessera GeoTIFF export(s) ({os.path.basename(unmasked[0].location)}"
+            f"{', ...' if len(unmasked) > 1 else ''}): water cannot be told apart from land without the landmasks, so "
+            "it is kept; put the landmasks folder (global_0.1_degree_tiff_all/ or landmasks/) under SOURCE to make it nodata."
+        )
     return build_mosaic(
         tiles,
         request,
@@ -192,7 +226,10 @@ def plan(request, log, client=None):
         year,
         log,
         utm_default=True,
-        notes=["int8 embeddings multiplied by their per-pixel scales; water and missing scales are nodata."],
+        notes=[
+            "int8 embeddings multiplied by their per-pixel scales (GeoTIFF exports: float32 as stored); water (landmask 0) "
+            "and missing scales are nodata."
+        ],
     )
 
 

@@ -123,8 +123,8 @@ def _row(product, area_m2):
         "storage_usd_month": None,
         "egress_usd": None,
     }
-    if area_m2 is not None:
-        cost = catalog.cost_for_area(product, area_m2)
+    cost = catalog.cost_for_area(product, area_m2) if area_m2 is not None else None
+    if cost is not None:  # the generic product has no cost of its own: its size is that of each file
         row.update(
             area_km2=area_m2 / 1e6,
             vectors=cost.vectors,
@@ -152,21 +152,25 @@ def render_html(rows, area_m2):
         )
     lines.append("<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr>")
     for row in rows:
+        product = catalog.PRODUCTS[row["id"]]
+        location = row["public_location"]
         cells = [
             row["name"],
             row["id"],
             row["kind"],
-            f"{row['resolution_m']:g} m",
-            str(row["dims"]),
-            f"{row['dtype']} ({row['bytes_per_vector']} B/vector)",
+            catalog.FROM_THE_FILE if catalog.is_from_the_file(product) else f"{row['resolution_m']:g} m",
+            catalog.dims_text(product),
+            f"{row['dtype']} ({row['bytes_per_vector']} B/vector)" if row["bytes_per_vector"] else row["dtype"],
             row["licence"],
             row["years"],
-            f"<a href='{html.escape(row['public_location'])}'>{html.escape(row['public_location'])}</a>",
+            f"<a href='{html.escape(location)}'>{html.escape(location)}</a>" if location else "your own files",
             row["dequantization"],
         ]
         escaped = [c if c.startswith("<a ") else html.escape(c) for c in cells]
         numbers = []
-        if area_m2 is not None:
+        if area_m2 is not None and row["vectors"] is None:
+            numbers = ["", "", "", ""]
+        elif area_m2 is not None:
             numbers = [
                 f"{row['vectors']:,.0f}",
                 f"{row['storage_gb']:,.3f}",

@@ -17,6 +17,8 @@ from ..loaders.errors import Cancelled
 from ..loaders.open import open_embeddings
 from ..loaders.remote import is_url
 
+VSICURL = "/vsicurl/"
+
 
 def input_path(algorithm, parameters, name, context):
     """The file, folder or URL behind an INPUT value (a project layer, a layer id or a path)."""
@@ -25,8 +27,16 @@ def input_path(algorithm, parameters, name, context):
         return value
     layer = algorithm.parameterAsRasterLayer(parameters, name, context)
     if layer is not None:
-        return layer.source().split("|")[0]
+        return layer_location(layer.source())
     return algorithm.parameterAsString(parameters, name, context)
+
+
+def layer_location(source):
+    """The file or URL a GDAL layer reads: options after '|' dropped, '/vsicurl/https://...' back to its URL
+    (the loaders read URLs with their own range checks and retries); other paths, a .vrt too, stay as they are."""
+    path = source.split("|")[0]
+    remote = path[len(VSICURL) :] if path.startswith(VSICURL) else ""
+    return remote if is_url(remote) else path
 
 
 def open_input(algorithm, parameters, context, log, name="INPUT"):

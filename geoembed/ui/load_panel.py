@@ -15,6 +15,8 @@ WGS84 = QgsCoordinateReferenceSystem("EPSG:4326")
 
 def product_summary(product):
     """One line about a product: resolution, dims, kind and licence."""
+    if product.resolution_m is None:  # the generic product: any embedding raster
+        return f"{product.kind} product: any raster with one band per dimension; its resolution, dims and type are its own"
     size = f"{product.resolution_m:g} m" if product.resolution_m < 1000 else f"{product.resolution_m / 1000:g} km"
     return f"{product.kind} product, {size}, {product.dims} dimensions, {product.dtype}; licence {product.licence}"
 

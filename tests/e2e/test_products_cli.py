@@ -9,7 +9,7 @@ from osgeo import gdal
 from tests.e2e.helpers import json_of, leftovers, load_args, output_of, pixel_at
 from tests.fixtures.all_products import build_all
 
-PRODUCT_IDS = ["aef", "tessera", "clay", "earth-index", "major-tom", "copernicus-embed", "presto", "esd"]
+PRODUCT_IDS = ["aef", "tessera", "clay", "earth-index", "major-tom", "copernicus-embed", "presto", "esd", "generic"]
 TESSERA_EXTENT = "5.986,6.004,44.996,45.004 [EPSG:4326]"  # across grid_5.99_45.00 (31N) and grid_6.00_45.00 (32N)
 CATALOG_EXTENT = "5.976,6.03,44.99,45.02 [EPSG:4326]"
 

@@ -15,7 +15,8 @@ from qgis.core import QgsProject, QgsVectorLayer
 from qgis.PyQt.QtCore import QVariant
 
 ALGORITHM_ID = "geoembed:catalog"
-PRODUCT_IDS = ["aef", "tessera", "clay", "earth-index", "major-tom", "copernicus-embed", "presto", "esd"]
+PUBLISHED_IDS = ["aef", "tessera", "clay", "earth-index", "major-tom", "copernicus-embed", "presto", "esd"]
+PRODUCT_IDS = [*PUBLISHED_IDS, "generic"]  # generic: any other embedding raster, its resolution and size from the file
 COLUMNS = [  # documented in geoembed/providers/catalog.py (COLUMNS)
     "id",
     "name",
@@ -119,20 +120,25 @@ def test_csv_has_one_row_per_product_with_the_documented_columns(with_extent):
         reader = csv.DictReader(handle)
         assert reader.fieldnames == COLUMNS
         rows = list(reader)
-    assert len(rows) == 8
+    assert len(rows) == len(PRODUCT_IDS)
     assert sorted(row["id"] for row in rows) == sorted(PRODUCT_IDS)
     for row in rows:
-        assert row["name"] and row["kind"] in ("pixel", "patch") and row["licence"] and row["public_location"], row
+        assert row["name"] and row["kind"] in ("pixel", "patch") and row["licence"], row
+        if row["id"] == "generic":  # resolution, dims, size per vector and so costs come from each file
+            assert all(row[name] == "" for name in ("resolution_m", "dims", *COST_COLUMNS)), row
+            assert "from the file" in row["dtype"] and row["years"] == "from the file", row
+            continue
+        assert row["public_location"], row
         for name in ("resolution_m", "dims", "bytes_per_vector", *COST_COLUMNS):
             assert float(row[name]) > 0, (row["id"], name, row[name])
     layer = QgsVectorLayer(str(out / "catalog.csv"), "catalog", "ogr")
-    assert layer.isValid() and layer.featureCount() == 8
+    assert layer.isValid() and layer.featureCount() == len(PRODUCT_IDS)
 
 
 def test_memory_table_types(memory_with_extent):
     layer = memory_with_extent
     assert [f.name() for f in layer.fields()] == COLUMNS
-    assert layer.featureCount() == 8
+    assert layer.featureCount() == len(PRODUCT_IDS)
     assert sorted(rows_of(layer)) == sorted(PRODUCT_IDS)
     for name in DOUBLE_COLUMNS:
         assert layer.fields().field(name).type() == QVariant.Double, name
@@ -154,7 +160,9 @@ def test_aef_storage_equals_an_independent_computation(memory_with_extent):
 
 def test_every_product_costs_vectors_times_bytes_at_s3_prices(memory_with_extent):
     area = box_area_m2(*BOX)
-    for product_id, row in rows_of(memory_with_extent).items():
+    rows = rows_of(memory_with_extent)
+    assert all(is_null(rows["generic"][name]) for name in COST_COLUMNS), "the generic product has no cost of its own"
+    for product_id, row in ((pid, rows[pid]) for pid in PUBLISHED_IDS):
         vectors = area / row["resolution_m"] ** 2
         gigabytes = vectors * row["bytes_per_vector"] / 1e9
         assert row["area_km2"] == pytest.approx(area / 1e6, rel=1e-6), product_id
@@ -170,6 +178,9 @@ def test_without_extent_the_cost_columns_are_null(without_extent):
     assert sorted(rows) == sorted(PRODUCT_IDS)
     for product_id, row in rows.items():
         assert all(is_null(row[name]) for name in COST_COLUMNS), (product_id, {n: row[n] for n in COST_COLUMNS})
+        if product_id == "generic":
+            assert is_null(row["resolution_m"]) and is_null(row["dims"]) and row["name"], row
+            continue
         assert not is_null(row["resolution_m"]) and not is_null(row["dims"]) and row["name"], product_id
 
 
@@ -188,6 +199,15 @@ def test_html_names_every_product_and_the_price_basis(with_extent, memory_with_e
         assert html.escape(row["name"]) in text, row["name"]
     assert "$0.023" in text and "$0.09" in text
     assert "Storage (GB)" in text and "Egress ($)" in text
+
+
+def test_html_says_the_generic_product_takes_its_numbers_from_the_file(with_extent):
+    out, _ = with_extent
+    text = (out / "catalog.html").read_text(encoding="utf-8")
+    row = next(line for line in text.splitlines() if "<td>generic</td>" in line)
+    cells = [cell.split("</td>")[0] for cell in row.split("<td")[1:]]
+    assert cells[3].endswith(">from the file") and cells[4].endswith(">from the file"), cells[:5]
+    assert "your own files" in row and "None" not in row
 
 
 def test_html_without_extent_has_no_cost_columns(without_extent):

@@ -209,7 +209,7 @@ def test_panel_action_shows_the_dock_and_unload_removes_everything(iface):
 
 def test_catalog_choice_shows_resolution_dims_and_licence(dock):
     panel = dock.load_panel
-    assert panel.product.count() == 9  # auto + eight products
+    assert panel.product.count() == 10  # auto + eight products + any other embedding raster (generic)
     panel.product.setCurrentIndex(panel.product.findData("tessera"))
     text = panel.about.text()
     assert "10 m" in text and "128 dimensions" in text and "licence" in text

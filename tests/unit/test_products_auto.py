@@ -6,11 +6,10 @@ import pytest
 from geoembed.loaders.errors import GeoEmbedError
 from geoembed.loaders.load import detect_product
 from tests.fixtures.fields import geo_metadata, polygon_wkb, with_metadata
-from tests.fixtures.rasters import write_not_aef_tiff
 from tests.unit.conftest import load, load_error
 from tests.unit.helpers import assert_one_line
 
-VALID_IDS = ("aef", "tessera", "clay", "earth-index", "major-tom", "copernicus-embed", "presto", "esd")
+VALID_IDS = ("aef", "tessera", "clay", "earth-index", "major-tom", "copernicus-embed", "presto", "esd", "generic")
 
 LAYOUTS = {
     # name: (product id, function of the products dict -> SOURCE)
@@ -82,7 +81,7 @@ def _random_files(folder):
     folder.mkdir(parents=True, exist_ok=True)
     text = folder / "notes.txt"
     text.write_text("not an embedding product\n")
-    tiff = write_not_aef_tiff(folder / "image.tif", size=8)
+    tiff = _one_band_tiff(folder / "dem.tif")
     npy = folder / "array.npy"
     np.save(npy, np.zeros((4, 4, 3), dtype=np.int8))
     table = folder / "table.parquet"
@@ -90,15 +89,37 @@ def _random_files(folder):
     return {"text": text, "tiff": tiff, "npy": npy, "parquet": table}
 
 
-@pytest.mark.parametrize("kind", ["text", "tiff", "npy", "parquet", "folder"])
+def _one_band_tiff(path):
+    """A georeferenced one-band raster (a DEM, a heatmap): any raster, but not embeddings."""
+    from osgeo import gdal, osr
+
+    dataset = gdal.GetDriverByName("GTiff").Create(str(path), 8, 8, 1, gdal.GDT_Float32)
+    dataset.SetGeoTransform((500000.0, 10.0, 0.0, 5000000.0, 0.0, -10.0))
+    srs = osr.SpatialReference()
+    srs.ImportFromEPSG(32631)
+    dataset.SetProjection(srs.ExportToWkt())
+    dataset.GetRasterBand(1).WriteArray(np.arange(64, dtype=np.float32).reshape(8, 8))
+    dataset = None
+    return path
+
+
+@pytest.mark.parametrize("kind", ["text", "npy", "parquet"])
 def test_auto_refuses_a_random_file(tmp_path, kind):
     files = _random_files(tmp_path / "random")
-    source = tmp_path / "random" if kind == "folder" else files[kind]
     with pytest.raises(GeoEmbedError) as info:
-        detect_product(str(source))
+        detect_product(str(files[kind]))
     message = assert_one_line(info.value)
     assert all(product_id in message for product_id in VALID_IDS), message
-    load_error(tmp_path / "out", source=str(source))
+    load_error(tmp_path / "out", source=str(files[kind]))
+
+
+@pytest.mark.parametrize("kind", ["tiff", "folder"])
+def test_auto_refuses_a_one_band_raster_saying_why(tmp_path, kind):
+    """Any raster of two or more bands is an embedding raster (the generic product); one band is not embeddings."""
+    files = _random_files(tmp_path / "random")
+    source = tmp_path / "random" if kind == "folder" else files[kind]
+    message = load_error(tmp_path / "out", source=str(source))
+    assert "dem.tif" in message and "1 band" in message, message
 
 
 # --- bad input -----------------------------------------------------------------------------------------------------

@@ -8,7 +8,8 @@ from geoembed.loaders import catalog
 from geoembed.loaders.errors import GeoEmbedError
 from tests.unit.helpers import assert_one_line
 
-IDS = ("aef", "tessera", "clay", "earth-index", "major-tom", "copernicus-embed", "presto", "esd")
+IDS = ("aef", "tessera", "clay", "earth-index", "major-tom", "copernicus-embed", "presto", "esd", "generic")
+PUBLISHED = IDS[:-1]  # "generic" is any other embedding raster: resolution, dims and size per vector come from the file
 
 # Stored bytes of one vector, from formats.md (dims x dtype of what is published):
 STORED_BYTES = {
@@ -26,7 +27,8 @@ NATIVE_M = {"aef": 10, "tessera": 10, "presto": 10, "esd": 30, "earth-index": 32
 
 def test_every_product_is_complete():
     assert tuple(catalog.PRODUCTS) == IDS
-    for product_id, product in catalog.PRODUCTS.items():
+    for product_id in PUBLISHED:
+        product = catalog.PRODUCTS[product_id]
         assert product.id == product_id
         assert product.kind in ("pixel", "patch")
         assert product.resolution_m > 0 and product.dims > 0 and product.bytes_per_vector > 0
@@ -41,6 +43,22 @@ def test_every_product_is_complete():
         assert text == "static (no year)" if not product.years else str(product.years[0]) in text
 
 
+def test_the_generic_product_takes_everything_from_the_file():
+    generic = catalog.PRODUCTS["generic"]
+    assert generic.id == "generic" and generic.kind == "pixel"
+    assert generic.resolution_m is None and generic.dims is None and generic.years == ()
+    assert catalog.years_text(generic) == "from the file" and catalog.dims_text(generic) == "from the file"
+    assert catalog.cost_for_area(generic, 1e8) is None
+    for name in ("name", "dtype", "licence", "attribution", "dequantization"):
+        assert getattr(generic, name).strip(), f"generic: empty {name}"
+    assert "from the file" in generic.dtype and "NaN" in generic.dequantization
+
+
+def test_float_alphaearth_and_tessera_water_are_documented():
+    assert "already de-quantised" in catalog.AEF.dequantization
+    assert "landmask" in catalog.TESSERA.dequantization and "exports" in catalog.TESSERA.dequantization
+
+
 def test_kinds_resolutions_and_bytes():
     kinds = {pid: p.kind for pid, p in catalog.PRODUCTS.items()}
     assert {pid for pid, kind in kinds.items() if kind == "patch"} == {"clay", "earth-index", "major-tom"}
@@ -53,7 +71,7 @@ def test_kinds_resolutions_and_bytes():
     assert catalog.PRODUCTS["esd"].dims == 72 and catalog.PRODUCTS["tessera"].dims == 128
 
 
-@pytest.mark.parametrize("product_id", IDS)
+@pytest.mark.parametrize("product_id", PUBLISHED)
 def test_cost_for_a_10_km_square(product_id):
     product = catalog.PRODUCTS[product_id]
     area = 10_000.0 * 10_000.0

@@ -109,10 +109,10 @@ def test_csv_index_gets_a_parquet_hint(annual):
     assert "aef_index.parquet" in assert_one_line(info.value)
 
 
-def test_non_aef_geotiff_is_not_detected(not_aef):
-    with pytest.raises(GeoEmbedError) as info:
-        _detect(str(not_aef))
-    assert_one_line(info.value)
+def test_non_aef_geotiff_is_read_as_a_generic_embedding_raster(not_aef):
+    """Three Float32 bands are not AlphaEarth, but they are an embedding raster of someone's model."""
+    product_id, reason = _detect(str(not_aef))
+    assert product_id == "generic" and "3 Float32 bands" in reason, reason
 
 
 # --- errors through run() ----------------------------------------------------------------------
@@ -128,12 +128,10 @@ def _run_error(request, out_folder):
     return message
 
 
-@pytest.mark.parametrize("product", ["aef", "auto"])
-def test_non_aef_geotiff_is_refused(not_aef, tmp_path, product):
+def test_non_aef_geotiff_is_refused_as_aef(not_aef, tmp_path):
     out = tmp_path / "out"
-    message = _run_error(LoadRequest(output=str(out / "e.tif"), product=product, source=str(not_aef)), out)
-    if product == "aef":
-        assert "64 signed 8-bit bands" in message
+    message = _run_error(LoadRequest(output=str(out / "e.tif"), product="aef", source=str(not_aef)), out)
+    assert "64 signed 8-bit bands" in message
 
 
 def test_non_aef_geotiff_named_like_a_tile_explains_the_bands(not_aef, tmp_path):
