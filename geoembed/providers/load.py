@@ -48,7 +48,7 @@ class LoadAlgorithm(GeoEmbedAlgorithm):
         self.addParameter(
             QgsProcessingParameterString(
                 "SOURCE",
-                self.tr("Source: product file or folder, index (.parquet), any embedding raster, or http(s) URL (empty: the AEF copy)"),
+                self.tr("Source: product file or folder, index, any embedding raster, or http(s) URL (empty: AEF copy)"),
                 optional=True,
             )
         )
