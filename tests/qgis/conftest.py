@@ -1,7 +1,7 @@
 """pytest-qgis tier: Processing initialised once, the GeoEmbed provider registered like qgis_process does it."""
 
 import pytest
-from qgis.core import QgsApplication, QgsRasterLayer
+from qgis.core import QgsApplication, QgsProject, QgsRasterLayer
 
 from .helpers import RUNNERS, case_setup
 
@@ -100,3 +100,13 @@ def load_case(load_once, aef_mirror, aef_specs, tile_2024_31n):
         return {"layer": layer, "output": output, "results": results, "specs": specs, "crs": crs, "extent": extent}
 
     return load
+
+
+@pytest.fixture()
+def project():
+    """The current project; layers a test adds to it are removed afterwards."""
+    project = QgsProject.instance()
+    before = set(project.mapLayers())
+    yield project
+    for layer_id in set(project.mapLayers()) - before:
+        project.removeMapLayer(layer_id)

@@ -25,7 +25,6 @@ from qgis.core import (
     QgsProcessingException,
     QgsProcessingFeedback,
     QgsProcessingOutputLayerDefinition,
-    QgsProject,
     QgsRaster,
     QgsRasterLayer,
     QgsSingleBandPseudoColorRenderer,
@@ -623,15 +622,6 @@ def test_similarity_query_outside_fails_in_one_line(embedding, tmp_path):
         run("similarity", {"INPUT": embedding.path, "QUERY": layer, "OUTPUT": str(tmp_path / "heat.tif")})
     one_line_error(caught, "QUERY")
     assert files_in(tmp_path) == []
-
-
-@pytest.fixture()
-def project():
-    project = QgsProject.instance()
-    before = set(project.mapLayers())
-    yield project
-    for layer_id in set(project.mapLayers()) - before:
-        project.removeMapLayer(layer_id)
 
 
 def _assert_heatmap_style(layer):

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from osgeo import gdal, osr
 from pyproj import Transformer
-from qgis.core import QgsProject, QgsRasterLayer
+from qgis.core import QgsRasterLayer
 
 from tests.fixtures import ee_export as fx
 from tests.support.range_server import RangeServer
@@ -347,15 +347,6 @@ def test_compare_prefers_the_export_to_noise(inputs, kind, tmp_path):
 
 
 # === project layers: over http and a VRT =============================================================================
-
-
-@pytest.fixture()
-def project():
-    project = QgsProject.instance()
-    before = set(project.mapLayers())
-    yield project
-    for layer_id in set(project.mapLayers()) - before:
-        project.removeMapLayer(layer_id)
 
 
 def test_a_project_layer_read_over_http_is_sampled_from_its_url(inputs, project):

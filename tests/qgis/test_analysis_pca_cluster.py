@@ -17,7 +17,6 @@ from qgis.core import (
     QgsPalettedRasterRenderer,
     QgsProcessingException,
     QgsProcessingFeedback,
-    QgsProject,
     QgsRasterLayer,
     QgsVectorLayer,
 )
@@ -104,15 +103,6 @@ def write_embedding_tiff(path, values, x0, y0, epsg, product="aef", names=BANDS)
         band.WriteArray(values[index].astype(np.float32))
     dataset = None
     return str(path)
-
-
-@pytest.fixture()
-def project():
-    project = QgsProject.instance()
-    before = set(project.mapLayers())
-    yield project
-    for layer_id in set(project.mapLayers()) - before:
-        project.removeMapLayer(layer_id)
 
 
 # === geoembed:pca ================================================================================

@@ -8,7 +8,6 @@ from qgis.core import (
     QgsProcessingContext,
     QgsProcessingFeedback,
     QgsProcessingOutputLayerDefinition,
-    QgsProject,
     QgsRasterLayer,
 )
 
@@ -16,15 +15,6 @@ from geoembed.providers.styles import apply_band_style
 
 LAYER_NAME = "AEF 2024 embeddings"
 RGB = {"red": ("A01", 2), "green": ("A16", 17), "blue": ("A09", 10)}  # band name, 1-based band number
-
-
-@pytest.fixture()
-def project():
-    project = QgsProject.instance()
-    before = set(project.mapLayers())
-    yield project
-    for layer_id in set(project.mapLayers()) - before:
-        project.removeMapLayer(layer_id)
 
 
 def loaded_layers(project, before):

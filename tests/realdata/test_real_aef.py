@@ -13,8 +13,8 @@ from osgeo import gdal, ogr
 from pyproj import Transformer
 from qgis.core import Qgis
 
-from tests.e2e.helpers import json_of, load_args, output_of
-from tests.realdata.helpers import AEF_TILE, all_values, band_description, open_layer, pixel_centre, pixel_size, verified
+from tests.e2e.helpers import json_of, output_of
+from tests.realdata.helpers import AEF_TILE, all_values, band_description, pixel_centre, pixel_size, verified
 
 EPSG = "EPSG:32613"
 NORTH_WEST = (418080.0, 4423780.0)  # PROVENANCE.md: the north-up origin of the 10 x 10 window
@@ -70,20 +70,6 @@ def source(realdata_dir):
 @pytest.fixture(scope="module")
 def hand(source):
     return HandDequantised(source)
-
-
-@pytest.fixture(scope="module")
-def loaded(qgis_process, source, tmp_path_factory):
-    """(completed run, output path) of geoembed:load PRODUCT=auto on the real tile, run once."""
-    output = tmp_path_factory.mktemp("real-aef") / "out.tif"
-    return qgis_process(*load_args(PRODUCT="auto", SOURCE=source, OUTPUT=output)), output
-
-
-@pytest.fixture()
-def layer(loaded):
-    completed, output = loaded
-    json_of(completed)
-    return open_layer(output)
 
 
 def test_grid_is_north_up_utm_13n_on_the_windows_pixels(layer, loaded):

@@ -13,8 +13,7 @@ import pytest
 from osgeo import ogr
 from pyproj import CRS, Transformer
 
-from tests.e2e.helpers import json_of, load_args
-from tests.realdata.helpers import CLAY_FILE, all_values, open_layer, pixel_centre, pixel_size, verified
+from tests.realdata.helpers import CLAY_FILE, all_values, pixel_centre, pixel_size, verified
 
 CHIP = 5120.0
 DIMENSIONS = 768
@@ -90,20 +89,6 @@ def zone(chips):
     zones = chips.utm_zones()
     assert len(zones) == 1, f"the chips are axis-aligned {CHIP:.0f} m squares in EPSG {zones}, expected exactly one zone"
     return zones[0]
-
-
-@pytest.fixture(scope="module")
-def loaded(qgis_process, source, tmp_path_factory):
-    """(completed run, output path) of geoembed:load PRODUCT=auto on the real file, run once."""
-    output = tmp_path_factory.mktemp("real-clay") / "out.tif"
-    return qgis_process(*load_args(PRODUCT="auto", SOURCE=source, OUTPUT=output)), output
-
-
-@pytest.fixture()
-def layer(loaded):
-    completed, output = loaded
-    json_of(completed)
-    return open_layer(output)
 
 
 def test_chips_are_squares_in_utm_36n(zone):

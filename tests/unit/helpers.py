@@ -93,3 +93,31 @@ class SpyTile:
 
     def close(self):
         self.tile.close()
+
+
+def spy_parquet_reads(monkeypatch):
+    """Record every data read of pyarrow ParquetFile objects as (file name, method, row group, columns)."""
+    import pyarrow.parquet as pq
+
+    calls = []
+    init = pq.ParquetFile.__init__
+
+    def spy_init(self, source, *args, **kwargs):
+        init(self, source, *args, **kwargs)
+        self._spy_name = os.path.basename(str(source))
+
+    def spy(method):
+        original = getattr(pq.ParquetFile, method)
+
+        def wrapper(self, *args, **kwargs):
+            group = args[0] if args and method in ("read_row_group", "read_row_groups") else None
+            columns = kwargs.get("columns", args[1] if len(args) > 1 else None)
+            calls.append((getattr(self, "_spy_name", "?"), method, group, tuple(columns) if columns is not None else None))
+            return original(self, *args, **kwargs)
+
+        return wrapper
+
+    monkeypatch.setattr(pq.ParquetFile, "__init__", spy_init)
+    for method in ("read_row_group", "read_row_groups", "read", "iter_batches"):
+        monkeypatch.setattr(pq.ParquetFile, method, spy(method))
+    return calls

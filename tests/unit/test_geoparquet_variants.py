@@ -17,7 +17,7 @@ from geoembed.loaders.errors import Cancelled, GeoEmbedError
 from geoembed.loaders.load import detect_product
 from tests.fixtures import geoparquet_variants as fx
 from tests.unit.conftest import assert_vector, load, load_error
-from tests.unit.helpers import QuietLog
+from tests.unit.helpers import QuietLog, spy_parquet_reads
 
 REALDATA = Path(__file__).resolve().parents[2].parent / "shared" / "realdata"
 REAL_EARTH_INDEX = REALDATA / "earth-index" / "21MNT.parquet"
@@ -168,34 +168,6 @@ def test_real_earth_index_schema_sample_has_no_embeddings(tmp_path, product):
 # --- GeoParquet 1.1: row groups skipped by statistics, rows picked by the covering ------------------------------------
 
 
-def _spy_row_groups(monkeypatch):
-    """Record (file name, method, row group, columns) of every data read of pyarrow ParquetFile objects."""
-    import pyarrow.parquet as pq
-
-    calls = []
-    init = pq.ParquetFile.__init__
-
-    def spy_init(self, source, *args, **kwargs):
-        init(self, source, *args, **kwargs)
-        self._spy_name = os.path.basename(str(source))
-
-    def spy(method):
-        original = getattr(pq.ParquetFile, method)
-
-        def wrapper(self, *args, **kwargs):
-            group = args[0] if args and method == "read_row_group" else None
-            columns = kwargs.get("columns", args[1] if len(args) > 1 else None)
-            calls.append((getattr(self, "_spy_name", "?"), method, group, tuple(columns) if columns else None))
-            return original(self, *args, **kwargs)
-
-        return wrapper
-
-    monkeypatch.setattr(pq.ParquetFile, "__init__", spy_init)
-    for method in ("read_row_group", "read_row_groups", "read", "iter_batches"):
-        monkeypatch.setattr(pq.ParquetFile, method, spy(method))
-    return calls
-
-
 def _box_around(rows, pad=0.0005):
     """A lon/lat box around the centres of rows (pad ~ 50 m)."""
     lons, lats = [r["centre"][0] for r in rows], [r["centre"][1] for r in rows]
@@ -208,7 +180,7 @@ def test_row_groups_outside_the_extent_are_not_read(variants, tmp_path, monkeypa
     entry = variants["files"][key]
     north = [r for r in entry["rows"] if r["row"] == 0]
     extent = _box_around(north)
-    calls = _spy_row_groups(monkeypatch)
+    calls = spy_parquet_reads(monkeypatch)
     loaded = load(tmp_path, f"{key}.tif", product="earth-index", source=str(entry["path"]), extent=extent)
     reads = [c for c in calls if c[0] == fx.NAME]
     assert reads and all(c[1] == "read_row_group" for c in reads), reads

@@ -16,6 +16,7 @@ from tests.fixtures import earth_index as ei_fx
 from tests.fixtures import major_tom as mt_fx
 from tests.fixtures.fields import polygon_wkb, ring_bounds, to_lonlat, utm_epsg
 from tests.unit.conftest import NODATA, assert_vector, load
+from tests.unit.helpers import spy_parquet_reads
 
 
 def _meets(bounds, extent):
@@ -246,34 +247,6 @@ def test_earth_index_explicit_crs_and_resolution(ei, tmp_path):
         assert len([k for k in seen if k != "nodata"]) >= 25
 
 
-def _spy_parquet(monkeypatch):
-    """Record every data read of pyarrow ParquetFile objects as (file name, method, row group, columns)."""
-    import pyarrow.parquet as pq
-
-    calls = []
-    init = pq.ParquetFile.__init__
-
-    def spy_init(self, source, *args, **kwargs):
-        init(self, source, *args, **kwargs)
-        self._spy_name = os.path.basename(str(source))
-
-    def spy(method):
-        original = getattr(pq.ParquetFile, method)
-
-        def wrapper(self, *args, **kwargs):
-            group = args[0] if args and method in ("read_row_group", "read_row_groups") else None
-            columns = kwargs.get("columns", args[1] if len(args) > 1 else None)
-            calls.append((getattr(self, "_spy_name", "?"), method, group, tuple(columns) if columns is not None else None))
-            return original(self, *args, **kwargs)
-
-        return wrapper
-
-    monkeypatch.setattr(pq.ParquetFile, "__init__", spy_init)
-    for method in ("read_row_group", "read_row_groups", "read", "iter_batches"):
-        monkeypatch.setattr(pq.ParquetFile, method, spy(method))
-    return calls
-
-
 def _north_east_extent(ei):
     """A box around the two north-east patches of 33TXM (row 0, columns 4-5): inside the north row group, and more
     than two patches (640 m) away from both the south row group and the neighbouring file 33TWM, so the test holds
@@ -289,7 +262,7 @@ def _north_east_extent(ei):
 
 
 def test_earth_index_row_group_skipping(ei, tmp_path, monkeypatch):
-    calls = _spy_parquet(monkeypatch)
+    calls = spy_parquet_reads(monkeypatch)
     extent = _north_east_extent(ei)
     path = ei["files"]["two_row_groups"]["path"]
     loaded = load(tmp_path, "north.tif", product="earth-index", source=str(path), extent=extent)
@@ -302,7 +275,7 @@ def test_earth_index_row_group_skipping(ei, tmp_path, monkeypatch):
 
 
 def test_file_outside_the_extent_is_not_read(ei, tmp_path, monkeypatch):
-    calls = _spy_parquet(monkeypatch)
+    calls = spy_parquet_reads(monkeypatch)
     extent = _north_east_extent(ei)
     loaded = load(tmp_path, "north2.tif", product="earth-index", source=str(ei["dataset_dir"]), extent=extent)
     assert [os.path.basename(s) for s in loaded.result.provenance.sources] == [ei["files"]["two_row_groups"]["path"].name]
