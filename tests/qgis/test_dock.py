@@ -11,6 +11,7 @@ import pytest
 from osgeo import gdal
 from qgis.core import (
     Qgis,
+    QgsApplication,
     QgsCoordinateReferenceSystem,
     QgsPointXY,
     QgsProject,
@@ -140,16 +141,31 @@ def saved_settings():
     settings.set_crs_policy(before[3])
 
 
+def settle(timeout=60.0):
+    """Let every background task end and Qt delete what was scheduled for deletion, so that nothing of one test
+    (a task winding down, a layer or task deleted later) is left for the next one's event loop."""
+    deadline = time.monotonic() + timeout
+    while QgsApplication.taskManager().countActiveTasks() and time.monotonic() < deadline:
+        QCoreApplication.processEvents()
+        time.sleep(0.01)
+    for _ in range(3):
+        QCoreApplication.processEvents()
+        QCoreApplication.sendPostedEvents(None, QEvent.DeferredDelete)
+
+
 @pytest.fixture()
 def plugin(iface, saved_settings, tmp_path):
+    settle()
     QgsProject.instance().removeAllMapLayers()
     settings.set_output_dir(str(tmp_path))
     plugin = classFactory(iface)
     plugin.initGui()
     yield plugin
+    settle()
     plugin.unload()
     QCoreApplication.sendPostedEvents(None, QEvent.DeferredDelete)
     QgsProject.instance().removeAllMapLayers()
+    settle()
 
 
 @pytest.fixture()
