@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .geoparquet import wkb_rings
+from .errors import GeoEmbedError
+from .geoparquet import wkb_parts, wkb_rings
 from .grid import metres_to_crs_units, transformer
 
 ALIGNED_M = 0.5
@@ -28,10 +29,9 @@ ON_LATTICE_FRACTION = 1e-3
 class Footprints:
     """Every patch's geometry in lon/lat (from WKB), projected to a CRS in one vectorised call."""
 
-    def __init__(self, geometries, point_size_m):
-        rings = [wkb_rings(wkb) for wkb in geometries]
+    def __init__(self, geometries):
+        rings = [_rings(wkb) for wkb in geometries]
         self.count = len(rings)
-        self.point_size_m = point_size_m
         self.is_point = np.array([len(r) == 1 and len(r[0]) == 1 for r in rings], dtype=bool)
         flat = [ring for patch in rings for ring in patch]
         self._ring_patch = np.repeat(np.arange(self.count), [len(patch) for patch in rings])
@@ -52,7 +52,7 @@ class Footprints:
     def boxes(self, crs):
         """(xmin, ymin, xmax, ymax) arrays of every patch in crs (points: the point, a zero-size box)."""
         x, y = self.projected(crs)
-        starts = self._patch_starts()
+        starts = self.patch_starts()
         return (
             np.minimum.reduceat(x, starts),
             np.minimum.reduceat(y, starts),
@@ -108,16 +108,28 @@ class Footprints:
             out[patch].append(ring)
         return out
 
-    def _patch_starts(self):
+    def patch_starts(self):
+        """Index of every patch's first vertex."""
         ring_starts = np.cumsum(self._ring_length) - self._ring_length
         first_ring = np.searchsorted(self._ring_patch, np.arange(self.count))
         return ring_starts[first_ring]
 
 
+def _rings(wkb):
+    """A patch's rings; a geometry that is neither areal nor a point (a line) stands for the ring of its vertices."""
+    rings = wkb_rings(wkb)
+    if rings:
+        return rings
+    parts = [coords for _, coords in wkb_parts(wkb)]
+    if not parts:  # the reader keeps no empty geometry, so this is a broken one
+        raise GeoEmbedError("A patch geometry holds no coordinates; the file may be damaged.")
+    return [np.concatenate(parts)]
+
+
 def candidate_zones(footprints):
     """UTM zones the patches could have been cut in: the zones of their centres and the neighbours (MGRS tiles overlap
     the next zone), hemisphere from the median latitude, most common first."""
-    starts = footprints._patch_starts()
+    starts = footprints.patch_starts()
     lons, lats = footprints.lon[starts], footprints.lat[starts]
     zones, counts = np.unique(np.clip(np.floor((lons + 180.0) / 6.0).astype(int) + 1, 1, 60), return_counts=True)
     base = 32600 if np.median(lats) >= 0 else 32700

@@ -47,7 +47,7 @@ def placement_of(table, request, point_size_m):
     Placement on it."""
     if request.resolution is not None and request.resolution <= 0:
         raise GeoEmbedError(f"RESOLUTION must be greater than 0, got {request.resolution}.")
-    footprints = Footprints(table.geometries, point_size_m)
+    footprints = Footprints(table.geometries)
     crs = request.crs
     if not crs:
         zone = native_zone(footprints, point_size_m)
@@ -128,7 +128,7 @@ def plan_patch_product(request, log, product, accept, layout, variant_of, what, 
         if not _contains(wgs84, grid_lonlat):
             wider = read_patches(files, grid_lonlat, layout, _SilentLog())  # its warnings were given already
             size = side or product.resolution_m
-            footprints, ranks = Footprints(wider.geometries, size), date_ranks(wider.dates)
+            footprints, ranks = Footprints(wider.geometries), date_ranks(wider.dates)
             again = snap_on_grid if raster.placement.rule == SNAPPED else contain_on_grid
             raster = PatchRaster(wider, again(footprints, ranks, raster.grid, size), raster.provenance)
             raster.patches = table

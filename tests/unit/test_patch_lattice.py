@@ -154,10 +154,10 @@ def test_a_crs_the_chips_were_not_cut_in(lattices, tmp_path):
 
 def test_native_zone_of_chips_and_points(lattices):
     chips = lattices["clay_03wvn"]["chips"]
-    zone = native_zone(Footprints([polygon_wkb(c["ring"]) for c in chips], fx.CLAY_M), fx.CLAY_M)
+    zone = native_zone(Footprints([polygon_wkb(c["ring"]) for c in chips]), fx.CLAY_M)
     assert zone.crs == "EPSG:32603" and zone.native == len(chips)
     points = lattices["ei_offset"]["chips"]
-    zone = native_zone(Footprints([point_wkb(*p["centre"]) for p in points], fx.EI_M), fx.EI_M)
+    zone = native_zone(Footprints([point_wkb(*p["centre"]) for p in points]), fx.EI_M)
     assert zone.crs == "EPSG:32633"
 
 
