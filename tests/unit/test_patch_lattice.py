@@ -196,3 +196,19 @@ def test_major_tom_centres_stand_for_fragments_of_their_model(tmp_path):
     assert loaded.result.product == "major-tom" and loaded.crs == crs
     assert loaded.geotransform[1] == size and (loaded.width, loaded.height) == (3, 2)
     assert_one_pixel_per_chip(loaded, chips)
+
+
+def test_footprints_of_odd_geometries():
+    """A line stands for the ring of its vertices; a geometry without any coordinate is refused in one line."""
+    import struct
+
+    from geoembed.loaders.errors import GeoEmbedError
+
+    line = struct.pack("<BII", 1, 2, 3) + np.array([[10.0, 50.0], [10.01, 50.0], [10.01, 50.01]]).astype("<f8").tobytes()
+    footprints = Footprints([line, point_wkb(10.0, 50.0)])
+    xmin, ymin, xmax, ymax = footprints.boxes("EPSG:4326")
+    assert list(footprints.is_point) == [False, True]
+    np.testing.assert_allclose([xmin[0], ymin[0], xmax[0], ymax[0]], [10.0, 50.0, 10.01, 50.01])
+    empty_polygon = struct.pack("<BII", 1, 3, 0)
+    with pytest.raises(GeoEmbedError, match="no coordinates"):
+        Footprints([empty_polygon])
