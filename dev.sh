@@ -26,16 +26,23 @@ setup() {
     "$VENV/bin/pip" install --quiet --disable-pip-version-check -r requirements/dev.txt
     touch "$VENV/.installed"
   fi
+  link_plugin
+}
+
+# The repository root is the plugin; QGIS and Python find it as `geoembed` through build/plugins/geoembed.
+link_plugin() {
+  mkdir -p "$ROOT/build/plugins"
+  [ -L "$ROOT/build/plugins/geoembed" ] || ln -s "$ROOT" "$ROOT/build/plugins/geoembed"
 }
 
 # What qgis_process.bin needs to see the plugin and the venv's pyarrow, headless and with its own profile.
 qgis_env() {
   export QT_QPA_PLATFORM=offscreen
-  export QGIS_PLUGINPATH="$ROOT"
+  export QGIS_PLUGINPATH="$ROOT/build/plugins"
   export QGIS_CUSTOM_CONFIG_PATH="$ROOT/build/qgis-profile"
   export XDG_RUNTIME_DIR="$ROOT/build/xdg-runtime"
   mkdir -p "$QGIS_CUSTOM_CONFIG_PATH" "$XDG_RUNTIME_DIR" && chmod 700 "$XDG_RUNTIME_DIR"
-  PYTHONPATH="$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')${PYTHONPATH:+:$PYTHONPATH}"
+  PYTHONPATH="$ROOT/build/plugins:$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')${PYTHONPATH:+:$PYTHONPATH}"
   export PYTHONPATH
 }
 
@@ -61,7 +68,7 @@ demo() {
 
 run_tests() {
   qgis_env
-  "$VENV/bin/ruff" check geoembed tests bench
+  "$VENV/bin/ruff" check .
   "$VENV/bin/python" -m pytest -p no:qgis tests/unit tests/e2e
   "$VENV/bin/python" -m pytest tests/qgis
   "$VENV/bin/python" -m pytest tests/realdata

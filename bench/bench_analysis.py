@@ -21,7 +21,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-
+import tests  # noqa: E402, F401 - puts the plugin (the repository root) on sys.path as `geoembed`
 from bench.bench_load import baseline_read, peak_rss_kib  # noqa: E402, F401 (baseline_read: run by child())
 
 WORK = ROOT / "build" / "bench"
@@ -53,7 +53,7 @@ def make_tile(path, size, seed, strip=1024):
     import numpy as np
     from osgeo import gdal, osr
 
-    from geoembed.loaders.aef import NODATA_Q, quantize
+    from geoembed.loaders.products.aef import NODATA_Q, quantize
 
     rng = np.random.default_rng(seed)
     octaves = [
@@ -136,7 +136,7 @@ def similarity(tile, out):
     """geoembed:similarity: 5 query points, K=10, heatmap written like the provider does."""
     from geoembed.analysis.regions import feature_vectors
     from geoembed.analysis.similarity import SimilarityRaster, query_vector
-    from geoembed.loaders.writer import OutputSpec, provenance_metadata, write_rasters
+    from geoembed.loaders.raster.writer import OutputSpec, provenance_metadata, write_rasters
 
     raster, heatmap = open_input(tile), None
     try:
@@ -156,8 +156,8 @@ def similarity(tile, out):
 def aggregate(tile, out):
     """geoembed:resample MODE=aggregate RESOLUTION=100 on the tile's own CRS and origin."""
     from geoembed.analysis.resample import AggregateRaster
-    from geoembed.loaders.grid import grid_from_bounds
-    from geoembed.loaders.writer import write_geotiff
+    from geoembed.loaders.raster.grid import grid_from_bounds
+    from geoembed.loaders.raster.writer import write_geotiff
 
     raster, result = open_input(tile), None
     try:
@@ -176,7 +176,7 @@ def classify(tile, out, method="random_forest"):
 
     from geoembed.analysis import classify as c
     from geoembed.analysis.sampling import sample
-    from geoembed.loaders.writer import OutputSpec, write_rasters
+    from geoembed.loaders.raster.writer import OutputSpec, write_rasters
 
     raster = open_input(tile)
     try:
@@ -219,7 +219,7 @@ def rasterio_points(folder, points, out, count, by_block=""):
     import numpy as np
     import rasterio
 
-    from geoembed.loaders.aef import DEQUANT_LUT, NODATA_Q
+    from geoembed.loaders.products.aef import DEQUANT_LUT, NODATA_Q
 
     xs, ys = np.load(points)[:, : int(count)]
     order = np.lexsort(((xs - X0) // (1024 * RES), (ys - Y0) // (1024 * RES))) if by_block else np.arange(len(xs))

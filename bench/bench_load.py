@@ -17,6 +17,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+import tests  # noqa: E402, F401 - puts the plugin (the repository root) on sys.path as `geoembed`
 
 
 def make_tile(path, size):
@@ -24,7 +25,7 @@ def make_tile(path, size):
     import numpy as np
     from osgeo import gdal, osr
 
-    from geoembed.loaders.aef import quantize
+    from geoembed.loaders.products.aef import quantize
     from tests.fixtures.aef import embedding_at
 
     if path.exists():

@@ -4,6 +4,8 @@ import os
 
 import pytest
 
+import tests  # noqa: F401 - puts the plugin on sys.path as `geoembed` before any test imports it
+
 # Headless Qt for every tier; set here (an initial conftest) so it holds before pytest-qgis starts QGIS.
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 

@@ -1,10 +1,10 @@
 """End-to-end tier: geoembed:load run through `qgis_process.bin` in a subprocess, exactly as a user does.
 
 Every run gets a private QGIS profile (QGIS_CUSTOM_CONFIG_PATH), a private XDG_RUNTIME_DIR (mode 700),
-QGIS_PLUGINPATH pointing at the repository, the venv's site-packages on PYTHONPATH (QGIS's embedded
-Python needs pyarrow from there) and GEOEMBED_CACHE_DIR in a tmp folder, so neither the user's QGIS
-profile nor their GeoEmbed cache is touched. Debian's /usr/bin/qgis_process wrapper is broken on
-bookworm (it passes --noversioncheck), hence qgis_process.bin.
+QGIS_PLUGINPATH pointing at build/plugins (where geoembed links to the repository root), the venv's
+site-packages on PYTHONPATH (QGIS's embedded Python needs pyarrow from there) and GEOEMBED_CACHE_DIR in a
+tmp folder, so neither the user's QGIS profile nor their GeoEmbed cache is touched. Debian's
+/usr/bin/qgis_process wrapper is broken on bookworm (it passes --noversioncheck), hence qgis_process.bin.
 """
 
 import os
@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from tests import PLUGINS
 from tests.e2e.helpers import output_of
 
 REPO = Path(__file__).resolve().parents[2]
@@ -36,7 +37,7 @@ def qgis_env(tmp_path_factory):
     purelib = sysconfig.get_paths()["purelib"]
     env.update(
         QT_QPA_PLATFORM="offscreen",
-        QGIS_PLUGINPATH=str(REPO),
+        QGIS_PLUGINPATH=str(PLUGINS),
         QGIS_CUSTOM_CONFIG_PATH=str(profile),
         XDG_RUNTIME_DIR=str(runtime),
         PYTHONPATH=os.pathsep.join(p for p in (purelib, os.environ.get("PYTHONPATH")) if p),

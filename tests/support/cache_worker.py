@@ -11,9 +11,9 @@ import os
 import sys
 import time
 
-from geoembed.loaders.cache import cached_copy
-from geoembed.loaders.geoparquet import is_parquet
-from geoembed.loaders.http_client import HttpClient
+from geoembed.loaders.products.geoparquet import is_parquet
+from geoembed.loaders.remote.cache import cached_copy
+from geoembed.loaders.remote.http_client import HttpClient
 
 
 class _Log:

@@ -11,9 +11,9 @@ from pyproj import Geod
 from geoembed.analysis import change
 from geoembed.analysis.resample import nearest
 from geoembed.loaders.errors import Cancelled, GeoEmbedError
-from geoembed.loaders.grid import Grid
 from geoembed.loaders.model import NODATA
-from geoembed.loaders.writer import OutputSpec, write_rasters
+from geoembed.loaders.raster.grid import Grid
+from geoembed.loaders.raster.writer import OutputSpec, write_rasters
 from tests.unit.helpers import assert_one_line
 from tests.unit.test_analysis_memraster import MemRaster, make_grid, random_raster
 

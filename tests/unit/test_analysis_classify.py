@@ -20,7 +20,7 @@ from geoembed.analysis.classify import (
     spatial_blocks,
 )
 from geoembed.loaders.errors import GeoEmbedError
-from geoembed.loaders.grid import Window
+from geoembed.loaders.raster.grid import Window
 from tests.unit.helpers import assert_one_line, leftovers
 from tests.unit.test_analysis_memraster import MemRaster, make_grid
 

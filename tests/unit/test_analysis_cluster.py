@@ -21,8 +21,8 @@ from geoembed.analysis.cluster import (
     silhouette,
 )
 from geoembed.loaders.errors import Cancelled, GeoEmbedError
-from geoembed.loaders.grid import Window
-from geoembed.loaders.writer import OutputSpec, write_rasters
+from geoembed.loaders.raster.grid import Window
+from geoembed.loaders.raster.writer import OutputSpec, write_rasters
 from tests.unit.helpers import assert_one_line
 from tests.unit.test_analysis_memraster import MemRaster, make_grid, random_raster
 from tests.unit.test_analysis_pca import SyntheticRaster

@@ -8,8 +8,8 @@ import pytest
 from geoembed.analysis import classify, compare
 from geoembed.analysis.resample import AggregateRaster
 from geoembed.loaders.errors import GeoEmbedError
-from geoembed.loaders.grid import Window
-from geoembed.loaders.mosaic import TileMosaic
+from geoembed.loaders.raster.grid import Window
+from geoembed.loaders.raster.mosaic import TileMosaic
 from tests.unit.helpers import assert_one_line
 from tests.unit.test_analysis_memraster import make_grid, random_raster
 

@@ -7,8 +7,8 @@ band, so a tool that forgets the mask produces visibly wrong values.
 import numpy as np
 import pytest
 
-from geoembed.loaders.grid import Grid, Window
 from geoembed.loaders.model import NODATA, EmbeddingBlock, EmbeddingRaster, Provenance
+from geoembed.loaders.raster.grid import Grid, Window
 
 UTM31 = "EPSG:32631"
 

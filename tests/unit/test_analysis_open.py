@@ -5,11 +5,11 @@ import pytest
 from pyproj import Transformer
 
 from geoembed.analysis.sampling import sample
-from geoembed.loaders.embedding_tiff import EmbeddingTiff
 from geoembed.loaders.errors import GeoEmbedError
-from geoembed.loaders.grid import Window
 from geoembed.loaders.open import open_embeddings
-from geoembed.loaders.writer import write_geotiff
+from geoembed.loaders.raster.embedding_tiff import EmbeddingTiff
+from geoembed.loaders.raster.grid import Window
+from geoembed.loaders.raster.writer import write_geotiff
 from tests.fixtures.aef import patch_centre
 from tests.unit.helpers import QuietLog, assert_one_line, expected_at, find_spec, tile_path
 from tests.unit.test_analysis_memraster import random_raster

@@ -13,9 +13,9 @@ from osgeo import gdal
 from geoembed.analysis.pca import PCA_FORMAT, PcaModel, fit_model, fit_raster, load_model
 from geoembed.analysis.pixel_sample import sample_pixels
 from geoembed.loaders.errors import Cancelled, GeoEmbedError
-from geoembed.loaders.grid import Window
 from geoembed.loaders.model import EmbeddingBlock, EmbeddingRaster, Provenance
-from geoembed.loaders.writer import OutputSpec, write_rasters
+from geoembed.loaders.raster.grid import Window
+from geoembed.loaders.raster.writer import OutputSpec, write_rasters
 from tests.unit.helpers import assert_one_line, leftovers
 from tests.unit.test_analysis_memraster import MemRaster, make_grid, random_raster
 

@@ -9,10 +9,10 @@ from geoembed.analysis import aligned_sums, resample
 from geoembed.analysis.aligned_sums import group_sums
 from geoembed.analysis.resample import AggregateRaster, coarser, nearest
 from geoembed.loaders.errors import GeoEmbedError
-from geoembed.loaders.grid import Grid, Window
 from geoembed.loaders.model import NODATA
 from geoembed.loaders.open import open_embeddings
-from geoembed.loaders.writer import write_geotiff
+from geoembed.loaders.raster.grid import Grid, Window
+from geoembed.loaders.raster.writer import write_geotiff
 from tests.unit.helpers import QuietLog, assert_one_line, find_spec, tile_path
 from tests.unit.test_analysis_memraster import UTM31, MemRaster, random_raster
 

@@ -7,7 +7,7 @@ import pytest
 
 from geoembed.analysis.sampling import sample
 from geoembed.loaders.errors import Cancelled
-from geoembed.loaders.grid import Window
+from geoembed.loaders.raster.grid import Window
 from tests.unit.test_analysis_memraster import random_raster
 
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from geoembed.loaders import aef
+from geoembed.loaders.products import aef
 from tests.fixtures.aef import sample_specs
 from tests.unit.helpers import dequant_formula, raw_codes, tile_path
 

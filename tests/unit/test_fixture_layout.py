@@ -7,7 +7,7 @@ import pyarrow.parquet as pq
 import pytest
 from pyproj import Transformer
 
-from geoembed.loaders.geoparquet import wkb_bounds
+from geoembed.loaders.products.geoparquet import wkb_bounds
 from tests.support.tiff_tags import first_ifd_tags
 
 NAME = re.compile(r"^(?P<year>\d{4})/(?P<zone>\d{1,2}[NS])/x[0-9a-z]{16}-(?P<yoff>\d{10})-(?P<xoff>\d{10})\.tiff$")

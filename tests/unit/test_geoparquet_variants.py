@@ -98,8 +98,8 @@ def test_auto_detects_the_variant(variants, key):
 
 
 def test_major_tom_without_grid_cell_is_not_clay_or_earth_index(variants):
-    from geoembed.loaders import clay, earth_index, major_tom
-    from geoembed.loaders.geoparquet import open_parquet
+    from geoembed.loaders.products import clay, earth_index, major_tom
+    from geoembed.loaders.products.geoparquet import open_parquet
 
     for key in ("major-tom-torchgeo", "major-tom-centres"):
         path = str(variants["files"][key]["path"])
@@ -248,8 +248,8 @@ def test_io_error_while_reading_is_one_line(variants, tmp_path, monkeypatch):
 
 
 def test_cancel_and_our_errors_pass_through(variants):
-    from geoembed.loaders import earth_index
-    from geoembed.loaders.patch_files import read_patches
+    from geoembed.loaders.products import earth_index
+    from geoembed.loaders.products.patch_files import read_patches
 
     path = str(variants["files"]["covering"]["path"])
     with pytest.raises(Cancelled):
@@ -265,7 +265,7 @@ def test_cancel_and_our_errors_pass_through(variants):
 def test_native_batch_handles_nulls_empties_and_slices():
     import pyarrow as pa
 
-    from geoembed.loaders.geoparquet import NativeBatch
+    from geoembed.loaders.products.geoparquet import NativeBatch
 
     square = [(0.0, 0.0), (2.0, 0.0), (2.0, 1.0), (0.0, 1.0), (0.0, 0.0)]
     hole = [(0.5, 0.25), (0.5, 0.75), (1.0, 0.75), (0.5, 0.25)]
@@ -303,7 +303,7 @@ def test_native_batch_of_many_rows_matches_numpy():
     """10^5 polygons of 5 vertices: bounds equal numpy's row-wise min/max (decoding works on whole arrays)."""
     import pyarrow as pa
 
-    from geoembed.loaders.geoparquet import NativeBatch
+    from geoembed.loaders.products.geoparquet import NativeBatch
 
     rng = np.random.default_rng(5)
     n = 100_000
@@ -321,7 +321,7 @@ def test_native_batch_of_many_rows_matches_numpy():
 def test_native_batch_points_and_multipoints():
     import pyarrow as pa
 
-    from geoembed.loaders.geoparquet import NativeBatch
+    from geoembed.loaders.products.geoparquet import NativeBatch
 
     xy = pa.struct([("x", pa.float64()), ("y", pa.float64())])
     points = NativeBatch.from_arrow(pa.array([{"x": 1.0, "y": 2.0}, None, {"x": -3.5, "y": 0.25}], xy), "point")

@@ -7,7 +7,7 @@ import pytest
 from pyproj import Transformer
 
 from geoembed.loaders.errors import GeoEmbedError
-from geoembed.loaders.grid import (
+from geoembed.loaders.raster.grid import (
     Grid,
     Window,
     grid_from_bounds,

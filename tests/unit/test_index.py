@@ -8,9 +8,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from geoembed.loaders.aef import read_index, resolve_index_path
 from geoembed.loaders.errors import GeoEmbedError
-from geoembed.loaders.geoparquet import wkb_bounds
+from geoembed.loaders.products.aef import read_index, resolve_index_path
+from geoembed.loaders.products.geoparquet import wkb_bounds
 from tests.unit.helpers import assert_one_line
 
 WGS84 = ("wgs84_west", "wgs84_south", "wgs84_east", "wgs84_north")

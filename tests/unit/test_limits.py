@@ -5,11 +5,11 @@ from collections import namedtuple
 
 import pytest
 
-from geoembed.loaders import writer
 from geoembed.loaders.errors import GeoEmbedError
-from geoembed.loaders.grid import Grid
 from geoembed.loaders.load import LoadRequest, check_extent, plan
-from geoembed.loaders.writer import OutputSpec, check_space
+from geoembed.loaders.raster import writer
+from geoembed.loaders.raster.grid import Grid
+from geoembed.loaders.raster.writer import OutputSpec, check_space
 from tests.unit.helpers import assert_one_line
 
 Usage = namedtuple("Usage", "total used free")

@@ -5,9 +5,9 @@ import tracemalloc
 
 import numpy as np
 
-from geoembed.loaders.aef import BAND_NAMES, dequantize, valid_mask
-from geoembed.loaders.grid import Grid
-from geoembed.loaders.mosaic import TileMosaic
+from geoembed.loaders.products.aef import BAND_NAMES, dequantize, valid_mask
+from geoembed.loaders.raster.grid import Grid
+from geoembed.loaders.raster.mosaic import TileMosaic
 
 SIZE = 8192
 BLOCK = 512

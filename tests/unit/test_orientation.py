@@ -5,9 +5,9 @@ import math
 import numpy as np
 import pytest
 
-from geoembed.loaders.aef import BAND_NAMES, open_tile
-from geoembed.loaders.grid import Grid, Window, grid_from_bounds, transform_bounds
-from geoembed.loaders.mosaic import TileMosaic
+from geoembed.loaders.products.aef import BAND_NAMES, open_tile
+from geoembed.loaders.raster.grid import Grid, Window, grid_from_bounds, transform_bounds
+from geoembed.loaders.raster.mosaic import TileMosaic
 from tests.fixtures.aef import PATCH_DEG, expected_values, patch_centre
 from tests.unit.helpers import dequant_formula, expected_at, find_spec, raw_codes, tile_path, to_crs
 

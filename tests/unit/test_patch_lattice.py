@@ -10,7 +10,7 @@ import math
 import numpy as np
 import pytest
 
-from geoembed.loaders.patch_lattice import Footprints, native_zone
+from geoembed.loaders.products.patch_lattice import Footprints, native_zone
 from tests.fixtures import patch_lattices as fx
 from tests.fixtures.fields import from_lonlat, point_wkb, polygon_wkb, ring_contains, to_lonlat
 from tests.unit.conftest import NODATA, load

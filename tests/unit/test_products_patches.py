@@ -10,7 +10,7 @@ import os
 import numpy as np
 import pytest
 
-from geoembed.loaders.patch_files import PatchTable
+from geoembed.loaders.products.patch_files import PatchTable
 from tests.fixtures import clay as clay_fx
 from tests.fixtures import earth_index as ei_fx
 from tests.fixtures import major_tom as mt_fx

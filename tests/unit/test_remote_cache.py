@@ -12,13 +12,13 @@ import numpy as np
 import pytest
 from osgeo import gdal
 
-from geoembed.loaders import http_client
-from geoembed.loaders.aef import classify_source
-from geoembed.loaders.cache import cached_copy
 from geoembed.loaders.errors import GeoEmbedError
-from geoembed.loaders.geoparquet import is_parquet
-from geoembed.loaders.http_client import HttpClient
 from geoembed.loaders.load import LoadRequest, run
+from geoembed.loaders.products.aef import classify_source
+from geoembed.loaders.products.geoparquet import is_parquet
+from geoembed.loaders.remote import http_client
+from geoembed.loaders.remote.cache import cached_copy
+from geoembed.loaders.remote.http_client import HttpClient
 from tests.fixtures.aef import PATCH_DEG, TileSpec, build_mirror, patch_centre
 from tests.support.range_server import RangeServer
 from tests.unit.helpers import QuietLog, assert_one_line, expected_at, leftovers, partial_files, to_crs

@@ -20,16 +20,17 @@ import numpy as np
 import pytest
 from osgeo import gdal
 
-from geoembed.loaders import cache, filelock, gdal_io, http_client, range_check
-from geoembed.loaders.cache import CacheEntry, cached_copy
 from geoembed.loaders.errors import GeoEmbedError, RemoteError
-from geoembed.loaders.filelock import FileLock
-from geoembed.loaders.gdal_io import open_raster, read_window, remote_options
-from geoembed.loaders.geoparquet import is_parquet
-from geoembed.loaders.http_client import HttpClient
 from geoembed.loaders.load import LoadRequest, run
 from geoembed.loaders.open import open_embeddings
-from geoembed.loaders.range_check import RANGE_REQUIRED_ABOVE, raster_location
+from geoembed.loaders.products.geoparquet import is_parquet
+from geoembed.loaders.raster import gdal_io
+from geoembed.loaders.raster.gdal_io import open_raster, read_window, remote_options
+from geoembed.loaders.remote import cache, filelock, http_client, range_check
+from geoembed.loaders.remote.cache import CacheEntry, cached_copy
+from geoembed.loaders.remote.filelock import FileLock
+from geoembed.loaders.remote.http_client import HttpClient
+from geoembed.loaders.remote.range_check import RANGE_REQUIRED_ABOVE, raster_location
 from tests.fixtures.aef import patch_centre
 from tests.support.fault_server import Corrupt, Drop, FaultServer, IgnoreRange, Ok, Slow, Status, Trickle, WrongLength
 from tests.unit.helpers import QuietLog, assert_one_line, expected_at, find_spec, leftovers, to_crs

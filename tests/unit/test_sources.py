@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from osgeo import gdal
 
-from geoembed.loaders import aef
-from geoembed.loaders.aef import classify_source
 from geoembed.loaders.errors import Cancelled, GeoEmbedError
 from geoembed.loaders.load import LoadRequest, detect_product, run
+from geoembed.loaders.products import aef
+from geoembed.loaders.products.aef import classify_source
 from tests.fixtures.aef import PATCH_DEG
 from tests.fixtures.rasters import write_not_aef_tiff
 from tests.unit.helpers import (
@@ -409,8 +409,8 @@ def test_tiles_missing_from_the_mirror(aef_mirror, aef_specs, tmp_path):
 
 
 def test_written_file_reads_back_as_an_embedding_raster(loaded):
-    from geoembed.loaders.embedding_tiff import EmbeddingTiff
-    from geoembed.loaders.grid import Window
+    from geoembed.loaders.raster.embedding_tiff import EmbeddingTiff
+    from geoembed.loaders.raster.grid import Window
 
     result, out, _ = loaded
     raster = EmbeddingTiff(str(out))
@@ -433,7 +433,7 @@ MISSING_WORDS = ("No such file", "does not exist", "not found", "Not found", "40
 
 
 def test_open_tile_says_a_local_file_is_missing(tmp_path):
-    from geoembed.loaders.aef import open_tile
+    from geoembed.loaders.products.aef import open_tile
 
     with pytest.raises(GeoEmbedError) as info:
         open_tile(str(tmp_path / "x0123456789abcdef-0000000000-0000000000.tiff"))
@@ -442,7 +442,7 @@ def test_open_tile_says_a_local_file_is_missing(tmp_path):
 
 
 def test_open_tile_says_a_remote_file_is_missing(aef_mirror):
-    from geoembed.loaders.aef import open_tile
+    from geoembed.loaders.products.aef import open_tile
     from tests.support.range_server import RangeServer
 
     with RangeServer(aef_mirror) as server, pytest.raises(GeoEmbedError) as info:

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from pyproj import Transformer
 
-from geoembed.loaders.aef import BAND_NAMES, dequantize, open_tile, valid_mask
-from geoembed.loaders.grid import Grid, Window, grid_from_bounds, transform_bounds
-from geoembed.loaders.mosaic import TileMosaic
+from geoembed.loaders.products.aef import BAND_NAMES, dequantize, open_tile, valid_mask
+from geoembed.loaders.raster.grid import Grid, Window, grid_from_bounds, transform_bounds
+from geoembed.loaders.raster.mosaic import TileMosaic
 from tests.unit.helpers import SpyTile, dequant_formula, find_spec, raw_codes, tile_path
 
 

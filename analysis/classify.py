@@ -1,0 +1,205 @@
+"""Supervised classification of embeddings: training samples, models, spatially blocked CV, prediction.
+
+Methods: random forest, logistic regression, k-nearest neighbours (scikit-learn) and a pure-numpy
+nearest centroid (cosine) that works without scikit-learn.
+"""
+
+import importlib.util
+import pickle
+import platform
+
+import numpy as np
+
+from .. import __about__
+from ..loaders.errors import GeoEmbedError
+from ..loaders.model import EmbeddingBlock
+from ..loaders.remote.locations import atomic_file
+from .regions import unit
+
+METHODS = ("random_forest", "logistic_regression", "knn", "nearest_centroid")
+SKLEARN_HINT = (
+    "needs scikit-learn: on Debian/Ubuntu 'sudo apt install python3-sklearn', elsewhere 'python3 -m pip install "
+    "scikit-learn' into QGIS's Python; METHOD=nearest_centroid works without it"
+)
+MODEL_FORMAT = "geoembed-model-1"
+
+
+def has_sklearn():
+    return importlib.util.find_spec("sklearn") is not None
+
+
+class NearestCentroid:
+    """Cosine nearest centroid: each class is the normalised mean of its unit vectors."""
+
+    def fit(self, features, labels):
+        self.classes_ = np.unique(labels)
+        normed = unit(np.asarray(features, dtype=np.float64))
+        self.centroids_ = unit(np.stack([normed[labels == c].mean(axis=0) for c in self.classes_]))
+        return self
+
+    def predict_proba(self, features):
+        scores = unit(np.asarray(features, dtype=np.float64)) @ self.centroids_.T
+        weights = np.exp((scores - scores.max(axis=1, keepdims=True)) * 20.0)  # softmax over cosine, sharpened
+        return weights / weights.sum(axis=1, keepdims=True)
+
+    def predict(self, features):
+        return self.classes_[self.predict_proba(features).argmax(axis=1)]
+
+
+def make_model(method, seed=0):
+    if method not in METHODS:
+        raise GeoEmbedError(f"Unknown METHOD '{method}'; choose one of {', '.join(METHODS)}.")
+    if method == "nearest_centroid":
+        return NearestCentroid()
+    if not has_sklearn():
+        raise GeoEmbedError(f"METHOD={method} {SKLEARN_HINT}.")
+    if method == "random_forest":
+        from sklearn.ensemble import RandomForestClassifier
+
+        return RandomForestClassifier(n_estimators=200, n_jobs=-1, random_state=seed)
+    if method == "logistic_regression":
+        from sklearn.linear_model import LogisticRegression
+
+        return LogisticRegression(max_iter=2000)
+    from sklearn.neighbors import KNeighborsClassifier
+
+    return KNeighborsClassifier(n_neighbors=5, weights="distance")
+
+
+def spatial_blocks(xs, ys, size):
+    """A block id per sample: samples in the same size x size square share it (for blocked CV)."""
+    bx = np.floor(np.asarray(xs) / size).astype(np.int64)
+    by = np.floor(np.asarray(ys) / size).astype(np.int64)
+    _, ids = np.unique(np.stack([bx, by], axis=1), axis=0, return_inverse=True)
+    return ids.ravel()
+
+
+def blocked_folds(groups, folds):
+    """Fold of each sample: whole spatial blocks go to one fold, spread so folds have similar sizes."""
+    ids, counts = np.unique(groups, return_counts=True)
+    fold_of_block, load = {}, np.zeros(folds, dtype=np.int64)
+    for block in ids[np.argsort(-counts, kind="stable")]:
+        fold = int(load.argmin())
+        fold_of_block[block] = fold
+        load[fold] += counts[ids == block][0]
+    return np.array([fold_of_block[g] for g in groups])
+
+
+def cross_validate(features, labels, groups, method, folds=5, seed=0):
+    """Predictions of a spatially blocked k-fold CV (each sample predicted by a model that never saw its block)."""
+    n_blocks = len(np.unique(groups))
+    folds = min(folds, n_blocks)
+    if folds < 2:
+        return None
+    assignment = blocked_folds(groups, folds)
+    predicted = np.empty(len(labels), dtype=labels.dtype)
+    for fold in range(folds):
+        test = assignment == fold
+        train = ~test
+        if len(np.unique(labels[train])) < 2:
+            predicted[test] = labels[train][0]
+            continue
+        model = make_model(method, seed).fit(features[train], labels[train])
+        predicted[test] = model.predict(features[test])
+    return predicted
+
+
+def metrics(truth, predicted, classes):
+    """Accuracy, confusion matrix (rows = truth) and per-class precision, recall, F1 and support."""
+    index = {c: i for i, c in enumerate(classes)}
+    confusion = np.zeros((len(classes), len(classes)), dtype=np.int64)
+    for t, p in zip(truth, predicted):
+        confusion[index[t], index[p]] += 1
+    tp = np.diag(confusion).astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        precision = np.nan_to_num(tp / confusion.sum(axis=0))
+        recall = np.nan_to_num(tp / confusion.sum(axis=1))
+        f1 = np.nan_to_num(2 * precision * recall / (precision + recall))
+    return {
+        "accuracy": float(tp.sum() / max(confusion.sum(), 1)),
+        "confusion": confusion,
+        "precision": precision,
+        "recall": recall,
+        "f1": f1,
+        "support": confusion.sum(axis=1),
+    }
+
+
+class TrainedModel:
+    """A fitted model with what is needed to apply it safely elsewhere."""
+
+    def __init__(self, estimator, class_names, band_names, product, method, report=None):
+        self.estimator = estimator
+        self.class_names = list(class_names)
+        self.band_names = tuple(band_names)
+        self.product = product
+        self.method = method
+        self.report = report or {}
+        self.versions = {
+            "geoembed": __about__.__version__,
+            "numpy": np.__version__,
+            "python": platform.python_version(),
+            "sklearn": _sklearn_version(),
+        }
+
+    def check_bands(self, band_names):
+        if tuple(band_names) != self.band_names:
+            raise GeoEmbedError(
+                f"The model was trained on {len(self.band_names)} bands ({self.band_names[0]}..{self.band_names[-1]}, "
+                f"{self.product}) but this raster has {len(band_names)} ({band_names[0]}..{band_names[-1]}); "
+                "classify a raster of the same product."
+            )
+
+    def predict(self, features):
+        """(class index 0..n-1, probability of that class) for (n, bands) features."""
+        probabilities = self.estimator.predict_proba(features)
+        best = probabilities.argmax(axis=1)
+        # Estimators are fitted on class indices; classes_ lists the ones they saw, in order.
+        return np.asarray(self.estimator.classes_)[best], probabilities[np.arange(len(best)), best]
+
+    def save(self, path):
+        with atomic_file(path) as tmp, open(tmp, "wb") as out:
+            pickle.dump({"format": MODEL_FORMAT, "model": self}, out)
+        return path
+
+
+def load_model(path):
+    """A TrainedModel saved by geoembed:train (pickle: only open model files you trust)."""
+    try:
+        with open(path, "rb") as handle:
+            payload = pickle.load(handle)
+    except FileNotFoundError:
+        raise GeoEmbedError(f"MODEL {path} does not exist; give a file saved by geoembed:train.") from None
+    except (Exception, MemoryError) as exc:  # a corrupt pickle can raise almost anything
+        raise GeoEmbedError(f"{path} is not a GeoEmbed model ({type(exc).__name__}); save one with geoembed:train.") from exc
+    if not isinstance(payload, dict) or payload.get("format") != MODEL_FORMAT:
+        raise GeoEmbedError(f"{path} is not a GeoEmbed model file; save one with geoembed:train.")
+    return payload["model"]
+
+
+def _sklearn_version():
+    if not has_sklearn():
+        return None
+    import sklearn
+
+    return sklearn.__version__
+
+
+class ClassRasters:
+    """Block producer for the class map (1..n, 0 = nodata) and the confidence of the chosen class."""
+
+    def __init__(self, raster, model):
+        model.check_bands(raster.band_names)
+        self.raster = raster
+        self.model = model
+
+    def produce(self, window):
+        block = self.raster.read(window)
+        classes = np.zeros(block.valid.shape, dtype=np.uint8 if len(self.model.class_names) < 255 else np.uint16)
+        confidence = np.zeros(block.valid.shape, dtype=np.float32)
+        if block.valid.any():
+            features = block.values[:, block.valid].T
+            index, probability = self.model.predict(features)
+            classes[block.valid] = index + 1
+            confidence[block.valid] = probability
+        return [EmbeddingBlock(classes, block.valid), EmbeddingBlock(confidence, block.valid)]

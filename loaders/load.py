@@ -1,0 +1,116 @@
+"""geoembed:load without QGIS: a request in, a north-up Float32 GeoTIFF out."""
+
+import os
+import traceback
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from . import catalog, products
+from .errors import GeoEmbedError
+from .model import Provenance
+from .raster.grid import transform_bounds
+from .raster.writer import check_destination, write_geotiff
+from .remote.locations import is_url
+
+
+@dataclass
+class LoadRequest:
+    output: str
+    product: str = "auto"
+    source: str = None
+    extent: tuple = None  # (xmin, ymin, xmax, ymax) in extent_crs
+    extent_crs: str = "EPSG:4326"
+    year: int = None
+    crs: str = None
+    resolution: float = None  # in the target CRS's units; default: the product's native resolution
+    cache_dir: str = None
+
+
+@dataclass
+class LoadResult:
+    output: str
+    product: str
+    grid: object
+    provenance: Provenance
+    patches: object = None  # a PatchTable for patch products, else None
+
+
+class PrintLog:
+    """Default log for scripts."""
+
+    def info(self, message):
+        print(message)
+
+    def warning(self, message):
+        print("Warning:", message)
+
+
+def detect_product(source, log=None):
+    """(product id, reason) for PRODUCT=auto."""
+    if source and not is_url(source) and not os.path.exists(source):
+        raise GeoEmbedError(f"SOURCE {source} does not exist; give a product file, folder or http(s) URL.")
+    for product_id, module in products.MODULES.items():
+        with reading(source, log):
+            reason = module.recognise_source(source)
+        if reason:
+            return product_id, reason
+    valid = ", ".join(catalog.PRODUCTS)
+    raise GeoEmbedError(f"Cannot recognise {source} as any supported product ({valid}); set PRODUCT or check SOURCE.")
+
+
+def plan(request, log=None, client=None):
+    """(product id, EmbeddingRaster) for a request; nothing is written."""
+    log = log or PrintLog()
+    product_id = request.product or "auto"
+    if product_id == "auto":
+        product_id, reason = detect_product(request.source, log)
+        log.info(f"PRODUCT=auto: found {reason}, so reading it as {catalog.product(product_id).name} ({product_id}).")
+    product = catalog.product(product_id)  # unknown ids get the list of valid ones
+    if request.extent is not None:
+        check_extent(request.extent, request.extent_crs)
+    with reading(request.source, log, product.name):
+        return product_id, products.MODULES[product_id].plan(request, log, client)
+
+
+@contextmanager
+def reading(source, log=None, product_name=None):
+    """Turn an unexpected failure while reading a product (a damaged or unusual file) into one line naming the file and
+    what failed; the traceback goes to the log's debug channel, when it has one, for a bug report."""
+    try:
+        yield
+    except (GeoEmbedError, MemoryError, KeyboardInterrupt):
+        raise
+    except Exception as exc:
+        debug = getattr(log, "debug", None)
+        if debug is not None:
+            debug(traceback.format_exc())
+        name = os.path.basename(str(source).rstrip("/")) if source else "SOURCE"
+        what = " ".join(str(exc).split()) or "no details"
+        doing = f"read {name} as {product_name}" if product_name else f"tell which product {name} is"
+        raise GeoEmbedError(
+            f"Cannot {doing}: {type(exc).__name__}: {what[:200]}; check that the file is complete "
+            "(download it again if it was cut short)."
+        ) from exc
+
+
+def check_extent(extent, extent_crs):
+    """Refuse an extent that goes more than half way round the globe: that is what an extent crossing the
+    antimeridian becomes once QGIS has ordered its corners (170..-170 is read as -170..170)."""
+    west, _, east, _ = transform_bounds(extent_crs, "EPSG:4326", extent)
+    if east - west > 180.0:
+        raise GeoEmbedError(
+            f"EXTENT spans {east - west:.1f} degrees of longitude: one that crosses the antimeridian (180°) is read "
+            "the long way round; load each side of 180° separately and put them on one grid with geoembed:resample."
+        )
+
+
+def run(request, log=None, progress=None, is_cancelled=None, client=None):
+    """Load, mosaic and write; returns a LoadResult."""
+    log = log or PrintLog()
+    check_destination(request.output)
+    product_id, raster = plan(request, log, client)
+    try:
+        write_geotiff(raster, request.output, progress, is_cancelled)
+    finally:
+        raster.close()
+    return LoadResult(request.output, product_id, raster.grid, raster.provenance, getattr(raster, "patches", None))

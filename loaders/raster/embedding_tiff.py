@@ -1,0 +1,82 @@
+"""Embedding GeoTIFFs written by GeoEmbed (or any north-up Float32 embedding raster) as EmbeddingRasters."""
+
+import json
+import math
+
+import numpy as np
+from osgeo import gdal
+
+from ..errors import GeoEmbedError
+from ..model import EmbeddingBlock, EmbeddingRaster, Provenance
+from .gdal_io import crs_string, open_raster, read_window
+from .grid import Grid
+
+
+class EmbeddingTiff(EmbeddingRaster):
+    """A north-up embedding raster on disk, read block by block."""
+
+    def __init__(self, location):
+        self.location = location
+        self._dataset = open_raster(location)
+        gt = self._dataset.GetGeoTransform()
+        if gt[2] != 0 or gt[4] != 0 or gt[5] >= 0:
+            raise GeoEmbedError(f"{location} is not north-up; load it with geoembed:load first.")
+        crs = crs_string(self._dataset)
+        if crs is None:
+            raise GeoEmbedError(f"{location} has no CRS; load it with geoembed:load first.")
+        self.grid = Grid(crs, gt[0], gt[3], gt[1], -gt[5], self._dataset.RasterXSize, self._dataset.RasterYSize)
+        bands = [self._dataset.GetRasterBand(i + 1) for i in range(self._dataset.RasterCount)]
+        self.band_names = tuple(band.GetDescription() or f"B{i + 1:02d}" for i, band in enumerate(bands))
+        self.nodata = bands[0].GetNoDataValue()
+        meta = self._dataset.GetMetadata() or {}
+        year = meta.get("GEOEMBED_YEAR")
+        self.provenance = Provenance(
+            product=meta.get("GEOEMBED_PRODUCT", "unknown"),
+            product_name=meta.get("GEOEMBED_PRODUCT_NAME", ""),
+            year=int(year) if year else None,
+            sources=json.loads(meta.get("GEOEMBED_SOURCES", "[]")),
+            dequantization=meta.get("GEOEMBED_DEQUANTIZATION", ""),
+            licence=meta.get("GEOEMBED_LICENCE", ""),
+            attribution=meta.get("GEOEMBED_ATTRIBUTION", ""),
+        )
+
+    def _block(self, values):
+        values = values.astype(np.float32, copy=False)
+        valid = np.isfinite(values).all(axis=0)  # NaN or infinite components are never a vector
+        if self.nodata is not None and not math.isnan(self.nodata):
+            valid &= ~(values == self.nodata).any(axis=0)
+        return EmbeddingBlock(values, valid)
+
+    def read(self, window):
+        return self._block(read_window(self._dataset, self.location, window.col, window.row, window.width, window.height))
+
+    def read_decimated(self, max_size):
+        """The whole raster at most max_size pixels on its longer side (nearest), and the coarse grid."""
+        scale = max(1.0, max(self.grid.width, self.grid.height) / max_size)
+        width, height = max(1, round(self.grid.width / scale)), max(1, round(self.grid.height / scale))
+        values = self._dataset.ReadAsArray(
+            0,
+            0,
+            self.grid.width,
+            self.grid.height,
+            buf_xsize=width,
+            buf_ysize=height,
+            resample_alg=gdal.GRIORA_NearestNeighbour,
+        )
+        if values is None:
+            raise GeoEmbedError(f"Cannot read {self.location}.")
+        if values.ndim == 2:
+            values = values[np.newaxis]
+        grid = Grid(
+            self.grid.crs,
+            self.grid.x0,
+            self.grid.y0,
+            self.grid.res_x * self.grid.width / width,
+            self.grid.res_y * self.grid.height / height,
+            width,
+            height,
+        )
+        return self._block(values), grid
+
+    def close(self):
+        self._dataset = None

@@ -1,0 +1,164 @@
+"""GDAL access to local and remote rasters, with one-line errors instead of silent None returns.
+
+Remote rasters: range_check decides first (one small Range request) whether /vsicurl/ can read the URL
+in parts. GDAL itself retries HTTP 429/5xx and timeouts (GDAL_HTTP_MAX_RETRY, GDAL_HTTP_RETRY_DELAY);
+a connection dropped mid-response is not retried by GDAL, so a failed open or block read of a URL is
+tried again here (after clearing GDAL's cache of that URL, which may hold the cut-short bytes).
+"""
+
+import os
+import re
+import time
+from contextlib import contextmanager
+
+import numpy as np
+from osgeo import gdal, osr
+
+from ..errors import GeoEmbedError, RemoteError
+from ..remote.locations import is_url
+from ..remote.range_check import raster_location
+
+OPEN_RETRIES = 2
+READ_RETRIES = 2
+RETRY_BACKOFF_S = 1.0  # doubled on each further try
+
+# Remote rasters are read with HTTP range requests; these keep GDAL from probing sidecar files
+# (.aux.xml, .ovr, directory listings) and bound its retries. The same variables set in the
+# environment win (e.g. GDAL_HTTP_MAX_RETRY=10 on a very flaky link).
+_HTTP_CODE = re.compile(r"(?:response_code=|HTTP error code: ?)(\d+)")
+
+REMOTE_OPTIONS = {
+    "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
+    "CPL_VSIL_CURL_ALLOWED_EXTENSIONS": ".tif,.tiff,.vrt",
+    "GDAL_HTTP_TIMEOUT": "60",
+    "GDAL_HTTP_CONNECTTIMEOUT": "10",
+    "GDAL_HTTP_MAX_RETRY": "3",
+    "GDAL_HTTP_RETRY_DELAY": "1",
+    "GDAL_HTTP_MERGE_CONSECUTIVE_RANGES": "YES",
+    "GDAL_HTTP_USERAGENT": "GeoEmbed (QGIS plugin)",
+}
+
+
+def gdal_path(location):
+    return "/vsicurl/" + location if is_url(location) else location
+
+
+def _remote(path):
+    return path.startswith("/vsicurl/")
+
+
+@contextmanager
+def gdal_errors(http_warnings=False):
+    """Collect GDAL error messages (without touching the process-wide UseExceptions setting).
+
+    http_warnings: also collect GDAL's "HTTP error code: N ... Retrying" warnings, which name the
+    HTTP status that a later, vaguer failure (e.g. "TIFFReadEncodedTile() failed") comes from.
+    """
+    messages = []
+
+    def handler(err_class, _err_no, message):
+        if err_class >= gdal.CE_Failure or (http_warnings and _HTTP_CODE.search(str(message))):
+            messages.append(" ".join(str(message).split()))
+
+    gdal.PushErrorHandler(handler)
+    try:
+        yield messages
+    finally:
+        gdal.PopErrorHandler()
+
+
+@contextmanager
+def remote_options():
+    """Thread-local GDAL options for HTTP range reads (Processing runs algorithms in worker threads)."""
+    options = {key: value for key, value in REMOTE_OPTIONS.items() if key not in os.environ}
+    previous = {key: gdal.GetThreadLocalConfigOption(key, None) for key in options}
+    for key, value in options.items():
+        gdal.SetThreadLocalConfigOption(key, value)
+    try:
+        yield
+    finally:
+        for key, value in previous.items():
+            gdal.SetThreadLocalConfigOption(key, value)
+
+
+def open_raster(location, client=None):
+    """Open a raster read-only; raise GeoEmbedError naming the file and GDAL's reason (RemoteError for URLs)."""
+    path = raster_location(location, client) if is_url(location) else location
+    for attempt in range(OPEN_RETRIES + 1 if _remote(path) else 1):
+        if attempt:
+            _before_retry(path, attempt)
+        with remote_options(), gdal_errors(http_warnings=True) as messages:
+            dataset = gdal.OpenEx(path, gdal.OF_RASTER | gdal.OF_READONLY | gdal.OF_VERBOSE_ERROR)
+        if dataset is not None:
+            return dataset
+        if any("not recognized as" in message for message in messages):
+            break  # a file of another kind: another try would say the same
+    reason = _reason(messages, path) if messages else "not a raster GDAL can read"
+    error = RemoteError if is_url(location) else GeoEmbedError  # a URL GDAL cannot open is a remote problem
+    raise error(f"Cannot open raster {location}: {reason}.")
+
+
+def _before_retry(path, attempt):
+    """Wait, and forget what GDAL cached of a remote file (a dropped response may have left a short block)."""
+    time.sleep(RETRY_BACKOFF_S * 2 ** (attempt - 1))
+    gdal.VSICurlPartialClearCache(path)
+
+
+def _reason(messages, path=None):
+    """The most telling GDAL message, one line: an HTTP status when there is one, else the last message
+    (without the file name GDAL puts in front, which the caller's message already has)."""
+    for message in messages:
+        match = _HTTP_CODE.search(message)
+        if match:
+            code = int(match.group(1))
+            return f"HTTP {code}" if code else "no answer from the server (timeout or dropped connection)"
+    message = messages[-1]
+    if path and message.startswith(path):
+        message = message[len(path) :].lstrip(":, ")
+    return message.rstrip(".")
+
+
+def is_signed_byte(dataset):
+    """GDAL < 3.7 stores int8 as Byte + PIXELTYPE=SIGNEDBYTE; 3.7+ has GDT_Int8 (14)."""
+    band = dataset.GetRasterBand(1)
+    if band.DataType == getattr(gdal, "GDT_Int8", 14):
+        return True
+    return band.DataType == gdal.GDT_Byte and band.GetMetadataItem("PIXELTYPE", "IMAGE_STRUCTURE") == "SIGNEDBYTE"
+
+
+def read_window(dataset, location, col, row, width, height):
+    """All bands of a pixel window as (bands, height, width), in the raw orientation of the file."""
+    path = dataset.GetDescription()
+    for attempt in range(READ_RETRIES + 1 if _remote(path) else 1):
+        if attempt:
+            _before_retry(path, attempt)
+        with remote_options(), gdal_errors(http_warnings=True) as messages:
+            array = dataset.ReadAsArray(int(col), int(row), int(width), int(height))
+        if array is not None:
+            return array[np.newaxis] if array.ndim == 2 else array
+    reason = _reason(messages, path) if messages else "read failed"
+    if _remote(path):
+        tries = f"{READ_RETRIES + 1} tries" if READ_RETRIES else "1 try"
+        raise RemoteError(f"Cannot read {location}: {reason} ({tries}); check your network and try again.")
+    raise GeoEmbedError(f"Cannot read {location}: {reason}; check the file or your connection.")
+
+
+def crs_string(dataset):
+    """'EPSG:n' when the dataset's CRS has an EPSG code, else its WKT."""
+    srs = dataset.GetSpatialRef()
+    if srs is None:
+        return None
+    srs = srs.Clone()
+    srs.AutoIdentifyEPSG()
+    code = srs.GetAuthorityCode(None)
+    if srs.GetAuthorityName(None) == "EPSG" and code:
+        return f"EPSG:{code}"
+    return srs.ExportToWkt()
+
+
+def crs_wkt(crs):
+    """WKT (GDAL's flavour) for any CRS string pyproj or GDAL understands."""
+    srs = osr.SpatialReference()
+    if srs.SetFromUserInput(crs) != 0:
+        raise GeoEmbedError(f"Unknown CRS '{crs}'; give an EPSG code such as EPSG:32631.")
+    return srs.ExportToWkt()

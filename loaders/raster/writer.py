@@ -1,0 +1,181 @@
+"""Block-by-block GeoTIFF writing of an EmbeddingRaster: north-up, tiled, compressed, Float32.
+
+The file is written under a temporary name beside the destination and renamed only when complete,
+so an error or a cancel never leaves a half-written output.
+"""
+
+import json
+import os
+import shutil
+from dataclasses import dataclass, field
+
+import numpy as np
+from osgeo import gdal, gdal_array
+
+from ... import __about__
+from ..errors import Cancelled, GeoEmbedError
+from ..model import NODATA
+from .gdal_io import crs_wkt, gdal_errors
+
+BLOCK = 512  # pixels per side of the blocks read and written at once (64 bands x 512^2 float32 = 64 MiB)
+GEOTIFF_EXTENSIONS = (".tif", ".tiff")
+
+
+def compression():
+    options = gdal.GetDriverByName("GTiff").GetMetadataItem("DMD_CREATIONOPTIONLIST") or ""
+    return "ZSTD" if "ZSTD" in options else "DEFLATE"
+
+
+def creation_options(data_type=gdal.GDT_Float32):
+    floating = data_type in (gdal.GDT_Float32, gdal.GDT_Float64)
+    return [
+        "TILED=YES",
+        "BLOCKXSIZE=256",
+        "BLOCKYSIZE=256",
+        f"COMPRESS={compression()}",
+        "ZSTD_LEVEL=1",  # fast; higher levels cost much time for little size on Float32 embeddings
+        f"PREDICTOR={3 if floating else 2}",
+        "NUM_THREADS=ALL_CPUS",
+        "INTERLEAVE=BAND",  # QGIS draws 3 bands; band interleave lets it skip the other 61
+        "BIGTIFF=IF_SAFER",
+    ]
+
+
+@dataclass
+class OutputSpec:
+    """One GeoTIFF to write: where, band names, GDAL data type, nodata value and dataset metadata."""
+
+    path: str
+    band_names: tuple
+    data_type: int = gdal.GDT_Float32
+    nodata: float = NODATA
+    metadata: dict = field(default_factory=dict)
+
+
+def check_destination(path):
+    """Refuse destinations we cannot write before any work is done."""
+    if not str(path).lower().endswith(GEOTIFF_EXTENSIONS):
+        raise GeoEmbedError(f"OUTPUT must be a GeoTIFF (.tif), got {os.path.basename(str(path))}.")
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    if not os.access(folder, os.W_OK):
+        raise GeoEmbedError(f"Cannot write to {folder}; choose another OUTPUT folder.")
+
+
+COMPRESSION_GUESS = 0.5  # embeddings rarely compress better than this: the space a write is assumed to need
+
+
+def check_space(grid, specs):
+    """Refuse a write that cannot fit on its disk before any work is done (a mistaken EXTENT can mean terabytes)."""
+    by_folder = {}
+    for spec in specs:
+        folder = os.path.dirname(os.path.abspath(spec.path))
+        item = gdal.GetDataTypeSize(spec.data_type) // 8
+        by_folder[folder] = by_folder.get(folder, 0) + grid.width * grid.height * len(spec.band_names) * item
+    for folder, raw in by_folder.items():
+        free = shutil.disk_usage(folder).free
+        if raw * COMPRESSION_GUESS > free:
+            raise GeoEmbedError(
+                f"The output would need about {_size(raw * COMPRESSION_GUESS)} ({grid.width} x {grid.height} pixels), "
+                f"but {folder} has {_size(free)} free; choose a smaller EXTENT, a coarser RESOLUTION or another folder."
+            )
+
+
+def _size(count):
+    for unit in ("bytes", "KB", "MB", "GB", "TB"):
+        if count < 1000 or unit == "TB":
+            return f"{count:.0f} {unit}" if unit == "bytes" else f"{count:.1f} {unit}"
+        count /= 1000.0
+
+
+def provenance_metadata(provenance):
+    meta = {
+        "GEOEMBED_PRODUCT": provenance.product,
+        "GEOEMBED_PRODUCT_NAME": provenance.product_name,
+        "GEOEMBED_DEQUANTIZATION": provenance.dequantization,
+        "GEOEMBED_RESAMPLING": provenance.resampling,
+        "GEOEMBED_LICENCE": provenance.licence,
+        "GEOEMBED_ATTRIBUTION": provenance.attribution,
+        "GEOEMBED_SOURCES": json.dumps(provenance.sources),
+        "GEOEMBED_VERSION": __about__.__version__,
+    }
+    if provenance.year is not None:
+        meta["GEOEMBED_YEAR"] = str(provenance.year)
+    if provenance.notes:
+        meta["GEOEMBED_NOTES"] = " ".join(provenance.notes)
+    return meta
+
+
+def write_geotiff(raster, path, progress=None, is_cancelled=None, block=BLOCK):
+    """Write every block of an EmbeddingRaster to path as Float32; returns path."""
+    spec = OutputSpec(path, raster.band_names, metadata=provenance_metadata(raster.provenance))
+    block = getattr(raster, "block_size", block)  # e.g. aggregation reads a bounded source window per block
+    write_rasters(raster.grid, [spec], lambda window: [raster.read(window)], progress, is_cancelled, block)
+    return path
+
+
+def write_rasters(grid, specs, produce, progress=None, is_cancelled=None, block=BLOCK):
+    """Write several rasters on one grid in one pass: produce(window) -> one EmbeddingBlock per spec.
+
+    Each file is written under a temporary name and renamed only when all are complete; an error
+    or a cancel removes them all. progress(fraction) and is_cancelled() are optional.
+    """
+    for spec in specs:
+        check_destination(spec.path)
+    check_space(grid, specs)
+    temps = [
+        os.path.join(os.path.dirname(os.path.abspath(s.path)), f".{os.path.basename(s.path)}.{os.getpid()}.partial.tif")
+        for s in specs
+    ]
+    datasets = []
+    try:
+        for spec, tmp in zip(specs, temps):
+            datasets.append(_create(spec, tmp, grid))
+        total = sum(1 for _ in grid.blocks(block))
+        for done, window in enumerate(grid.blocks(block), start=1):
+            if is_cancelled and is_cancelled():
+                raise Cancelled()
+            for spec, dataset, data in zip(specs, datasets, produce(window)):
+                values = np.asarray(data.values)
+                if values.ndim == 2:
+                    values = values[np.newaxis]
+                values = values.astype(gdal_array.GDALTypeCodeToNumericTypeCode(spec.data_type), copy=False)
+                np.copyto(values, values.dtype.type(spec.nodata), where=~data.valid[np.newaxis])
+                for index in range(values.shape[0]):
+                    dataset.GetRasterBand(index + 1).WriteArray(np.ascontiguousarray(values[index]), window.col, window.row)
+            if progress:
+                progress(done / total)
+        for index, spec in enumerate(specs):
+            with gdal_errors() as messages:
+                datasets[index].FlushCache()
+                datasets[index] = None
+            if messages:
+                raise GeoEmbedError(f"Writing {spec.path} failed: {messages[-1]}.")
+        for spec, tmp in zip(specs, temps):
+            if os.path.exists(spec.path + ".aux.xml"):
+                os.remove(spec.path + ".aux.xml")  # stale statistics of a previous file
+            os.replace(tmp, spec.path)
+    except BaseException:
+        datasets.clear()
+        for tmp in temps:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+        raise
+
+
+def _create(spec, tmp, grid):
+    with gdal_errors() as messages:
+        dataset = gdal.GetDriverByName("GTiff").Create(
+            tmp, grid.width, grid.height, len(spec.band_names), spec.data_type, creation_options(spec.data_type)
+        )
+    if dataset is None:
+        raise GeoEmbedError(f"Cannot create {spec.path}: {messages[-1] if messages else 'GDAL refused'}.")
+    dataset.SetGeoTransform(grid.geotransform)
+    dataset.SetProjection(crs_wkt(grid.crs))
+    dataset.SetMetadata({**spec.metadata, "GEOEMBED_VERSION": __about__.__version__})
+    dataset.SetMetadataItem("AREA_OR_POINT", "Area")
+    for index, name in enumerate(spec.band_names):
+        band = dataset.GetRasterBand(index + 1)
+        band.SetDescription(name)
+        band.SetNoDataValue(spec.nodata)
+    return dataset

@@ -1,0 +1,178 @@
+"""geoembed:load - any embedding product to a north-up, de-quantised Float32 GeoTIFF."""
+
+from qgis.core import (
+    QgsCoordinateReferenceSystem,
+    QgsFeature,
+    QgsFeatureSink,
+    QgsField,
+    QgsFields,
+    QgsGeometry,
+    QgsProcessing,
+    QgsProcessingException,
+    QgsProcessingOutputNumber,
+    QgsProcessingOutputString,
+    QgsProcessingParameterCrs,
+    QgsProcessingParameterDefinition,
+    QgsProcessingParameterEnum,
+    QgsProcessingParameterExtent,
+    QgsProcessingParameterFeatureSink,
+    QgsProcessingParameterFileDestination,
+    QgsProcessingParameterNumber,
+    QgsProcessingParameterRasterDestination,
+    QgsProcessingParameterString,
+)
+from qgis.PyQt.QtCore import QVariant
+
+from ..loaders import catalog, load
+from ..loaders.products.patches import patch_fields_json
+from . import settings
+from .base import FeedbackLog, GeoEmbedAlgorithm, crs_to_string
+from .quicklook import render_quicklook
+from .styles import EmbeddingStyler
+
+PRODUCT_CHOICES = ["auto", *catalog.PRODUCTS]
+
+
+class LoadAlgorithm(GeoEmbedAlgorithm):
+    NAME = "load"
+    DISPLAY_NAME = "Load embeddings"
+    GROUP = "Load"
+    GROUP_ID = "load"
+
+    def initAlgorithm(self, config=None):  # noqa: N802 - QGIS API
+        self.addParameter(
+            QgsProcessingParameterEnum(
+                "PRODUCT", self.tr("Product"), options=PRODUCT_CHOICES, defaultValue="auto", usesStaticStrings=True
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterString(
+                "SOURCE",
+                self.tr("Source: product file or folder, index, any embedding raster, or http(s) URL (empty: AEF copy)"),
+                optional=True,
+            )
+        )
+        self.addParameter(QgsProcessingParameterExtent("EXTENT", self.tr("Extent"), optional=True))
+        self.addParameter(
+            QgsProcessingParameterNumber(
+                "YEAR", self.tr("Year (empty: the latest available)"), QgsProcessingParameterNumber.Integer, optional=True
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterCrs("CRS", self.tr("Output CRS (empty: UTM zone of the extent's centre)"), optional=True)
+        )
+        resolution = QgsProcessingParameterNumber(
+            "RESOLUTION",
+            self.tr("Pixel size in output CRS units (empty: native 10 m)"),
+            QgsProcessingParameterNumber.Double,
+            optional=True,
+        )
+        resolution.setFlags(resolution.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+        self.addParameter(resolution)
+        self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT", self.tr("Embeddings")))
+        self.addParameter(
+            QgsProcessingParameterFileDestination(
+                "QUICKLOOK", self.tr("PCA quicklook (PNG)"), fileFilter="PNG images (*.png)", optional=True, createByDefault=False
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterFeatureSink(
+                "OUTPUT_PATCHES",
+                self.tr("Patches with their embeddings (patch products: Clay, Earth Index, Major TOM)"),
+                QgsProcessing.TypeVectorAnyGeometry,
+                optional=True,
+                createByDefault=False,
+            )
+        )
+        self.addOutput(QgsProcessingOutputString("PRODUCT", self.tr("Product id loaded")))
+        self.addOutput(QgsProcessingOutputNumber("YEAR", self.tr("Year loaded")))
+        self.addOutput(QgsProcessingOutputString("CRS", self.tr("CRS of the output")))
+
+    def checkParameterValues(self, parameters, context):  # noqa: N802
+        product = parameters.get("PRODUCT")
+        if isinstance(product, str) and product not in PRODUCT_CHOICES:
+            return False, f"Unknown product '{product}'; valid PRODUCT values are: {', '.join(PRODUCT_CHOICES)}."
+        return super().checkParameterValues(parameters, context)
+
+    def execute(self, parameters, context, feedback):
+        log = FeedbackLog(feedback)
+        request = load.LoadRequest(
+            output=self.parameterAsOutputLayer(parameters, "OUTPUT", context),
+            product=self.parameterAsEnumString(parameters, "PRODUCT", context) or "auto",
+            source=(self.parameterAsString(parameters, "SOURCE", context) or "").strip() or None,
+            year=self.parameterAsInt(parameters, "YEAR", context) if _given(parameters, "YEAR") else None,
+            resolution=self.parameterAsDouble(parameters, "RESOLUTION", context) if _given(parameters, "RESOLUTION") else None,
+            cache_dir=settings.cache_dir(),
+        )
+        if request.source is None and request.product in ("aef", "auto") and settings.aef_mirror():
+            request.source = settings.aef_mirror()
+            log.info(f"No SOURCE given: reading the AlphaEarth mirror set in the GeoEmbed settings, {request.source}.")
+        if _given(parameters, "EXTENT"):
+            extent_crs = self.parameterAsExtentCrs(parameters, "EXTENT", context)
+            if not extent_crs.isValid():
+                raise QgsProcessingException("EXTENT needs a CRS, e.g. EXTENT='5.98,6.02,44.99,45.01 [EPSG:4326]'.")
+            rect = self.parameterAsExtent(parameters, "EXTENT", context, extent_crs)
+            request.extent = (rect.xMinimum(), rect.yMinimum(), rect.xMaximum(), rect.yMaximum())
+            request.extent_crs = crs_to_string(extent_crs)
+        crs = self.parameterAsCrs(parameters, "CRS", context)
+        if _given(parameters, "CRS") and crs.isValid():
+            request.crs = crs_to_string(crs)
+        feedback.setProgressText(self.tr("Reading, mosaicking and writing blocks"))
+        result = load.run(request, log, progress=lambda f: log.progress(0.95 * f), is_cancelled=log.is_cancelled)
+        outputs = {"OUTPUT": result.output, "PRODUCT": result.product, "YEAR": result.provenance.year, "CRS": result.grid.crs}
+        quicklook = self.parameterAsFileOutput(parameters, "QUICKLOOK", context) if _given(parameters, "QUICKLOOK") else ""
+        if quicklook:
+            feedback.setProgressText(self.tr("Rendering the PCA quicklook"))
+            outputs["QUICKLOOK"] = render_quicklook(result.output, quicklook)
+        if result.patches is not None and _given(parameters, "OUTPUT_PATCHES"):
+            outputs["OUTPUT_PATCHES"] = self._write_patches(parameters, context, result)
+        elif _given(parameters, "OUTPUT_PATCHES"):
+            log.warning("OUTPUT_PATCHES is only written for patch products (Clay, Earth Index, Major TOM).")
+        feedback.setProgress(100)
+        if context.willLoadLayerOnCompletion(result.output):
+            details = context.layerToLoadOnCompletionDetails(result.output)
+            details.name = _layer_name(result)
+            details.setPostProcessor(EmbeddingStyler.create(result.provenance.product))
+        return outputs
+
+    def _write_patches(self, parameters, context, result):
+        destination = self.parameterAsOutputLayer(parameters, "OUTPUT_PATCHES", context)
+        if destination.lower().endswith((".shp", ".dbf")):
+            raise QgsProcessingException(
+                "OUTPUT_PATCHES cannot be a shapefile: it cuts text at 254 characters, embeddings are longer; use .gpkg."
+            )
+        table = result.patches
+        fields = QgsFields()
+        for name, kind in (
+            ("id", QVariant.String),
+            ("date", QVariant.String),
+            ("product", QVariant.String),
+            ("dims", QVariant.Int),
+            ("embedding", QVariant.String),
+        ):
+            fields.append(QgsField(name, kind))
+        first = QgsGeometry()
+        first.fromWkb(table.geometries[0])
+        crs = QgsCoordinateReferenceSystem("EPSG:4326")
+        sink, destination = self.parameterAsSink(parameters, "OUTPUT_PATCHES", context, fields, first.wkbType(), crs)
+        if sink is None:
+            raise QgsProcessingException(self.invalidSinkError(parameters, "OUTPUT_PATCHES"))
+        dims = table.embeddings.shape[1]
+        for wkb, patch_id, date, vector in zip(table.geometries, table.ids, table.dates, table.embeddings):
+            feature = QgsFeature(fields)
+            geometry = QgsGeometry()
+            geometry.fromWkb(wkb)
+            feature.setGeometry(geometry)
+            feature.setAttributes([patch_id, date, result.product, dims, patch_fields_json(vector)])
+            sink.addFeature(feature, QgsFeatureSink.FastInsert)
+        return destination
+
+
+def _given(parameters, name):
+    value = parameters.get(name)
+    return value is not None and value != ""
+
+
+def _layer_name(result):
+    year = f" {result.provenance.year}" if result.provenance.year else ""
+    return f"{result.product.upper()}{year} embeddings"
