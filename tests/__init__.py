@@ -6,6 +6,7 @@ build/plugins put first on sys.path. QGIS_PLUGINPATH points at the same folder f
 """
 
 import contextlib
+import importlib
 import os
 import sys
 from pathlib import Path
@@ -24,5 +25,8 @@ def _link_plugin():
 
 
 _link_plugin()
+# Python may have looked for build/plugins before it existed (it was on PYTHONPATH) and remembered it as empty.
+sys.path_importer_cache.pop(str(PLUGINS), None)
+importlib.invalidate_caches()
 if str(PLUGINS) not in sys.path:
     sys.path.insert(0, str(PLUGINS))
