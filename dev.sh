@@ -3,6 +3,7 @@
 #   ./dev.sh demo    set up, then load the built-in AEF sample through qgis_process.bin
 #   ./dev.sh test    set up, then lint and run every test tier
 #   ./dev.sh setup   only set up
+#   ./dev.sh package write build/geoembed-<version>.zip, the plugin as QGIS installs it (tools/package.py)
 set -euo pipefail
 cd "$(dirname "$0")"
 ROOT="$PWD"
@@ -76,7 +77,8 @@ run_tests() {
 
 case "${1:-}" in
   setup) setup ;;
+  package) setup && "$VENV/bin/python" tools/package.py "${@:2}" ;;
   demo) setup && demo ;;
   test) setup && run_tests ;;
-  *) echo "usage: ./dev.sh demo|test|setup" >&2; exit 2 ;;
+  *) echo "usage: ./dev.sh demo|test|setup|package" >&2; exit 2 ;;
 esac
