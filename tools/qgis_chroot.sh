@@ -22,8 +22,9 @@ LOG="$CHROOT.build.log"               # debootstrap's and apt's output of the la
 VENV="/opt/geoembed-venv"
 MARKER=".geoembed-chroot"            # written first: this tree is ours and may be deleted
 STAMP=".geoembed-chroot-complete"    # written last: the tree is finished and usable
+# proj-bin: pyproj in a venv finds PROJ's data through the `proj` program; git: tools/package.py lists files with it.
 APT_PACKAGES="qgis python3-qgis qgis-providers python3-rasterio python3-geopandas python3-sklearn python3-requests
-  python3-pyarrow python3-pytest python3-venv proj-bin"
+  python3-pyarrow python3-pytest python3-venv proj-bin git"
 # pip in the chroot (Python 3.14) rejects this network's certificate chain, so the host's pip downloads these.
 WHEELS=("pytest-qgis>=5,<6" "ruff==0.8.6")
 # sid's Release file may be past its Valid-Until date on the mirror used here.
@@ -97,12 +98,34 @@ unmount_all() {
 
 # The mounts of `run` and of a build live in a private mount namespace where the system allows it: they vanish
 # with the last process, even one killed with SIGKILL. The EXIT trap unmounts them in either case.
-in_mount_namespace() {
-  if unshare --mount --propagation private true 2>/dev/null; then
-    unshare --mount --propagation private -- "$@"
+NAMESPACE=()
+if unshare --mount --propagation private true 2>/dev/null; then NAMESPACE=(unshare --mount --propagation private --); fi
+
+# Run a command as a child and pass on TERM and HUP (a CI timeout, a closed terminal), so that it does not outlive
+# this script; Ctrl-C reaches it from the terminal. `group` sends them to its whole process group (a build: apt,
+# dpkg, debootstrap); `process` to the command only (it keeps the terminal, for `run -- bash`). The child does not
+# inherit fd 9, the lock of `run`, so that nothing it leaves running holds the lock.
+supervise() {
+  local mode="$1" child status
+  shift
+  if [ "$mode" = group ]; then
+    setsid "$@" </dev/null 9>&- &
+    child=$!
+    trap "kill -TERM -- -$child 2>/dev/null || true" INT TERM HUP
   else
-    "$@"
+    "$@" <&0 9>&- &
+    child=$!
+    trap "kill -TERM $child 2>/dev/null || true" TERM HUP
+    trap ':' INT
   fi
+  while :; do
+    if wait "$child"; then status=0; else status=$?; fi
+    kill -0 "$child" 2>/dev/null || break
+  done
+  trap 'exit 130' INT
+  trap 'exit 143' TERM
+  trap - HUP
+  return "$status"
 }
 
 # Delete a chroot tree of ours; never through a mount point (a bind-mounted /dev or repository would go with it).
@@ -177,7 +200,7 @@ ensure() {
   elif [ -e "$CHROOT" ]; then
     say "chroot $CHROOT is unfinished: building a new one"
   else
-    say "no chroot at $CHROOT: building one (Debian $SUITE, QGIS; about 10 minutes)"
+    say "no chroot at $CHROOT: building one (Debian $SUITE, QGIS; 2 to 5 minutes)"
   fi
 
   local leftover
@@ -192,14 +215,14 @@ ensure() {
   local new="$CHROOT.new.$$" started
   started="$(date +%s)"
   trap 'status=$?; [ -e "'"$new"'" ] && { say "build failed or interrupted: removing '"$new"'"; remove_tree "'"$new"'"; }; exit $status' EXIT
-  in_mount_namespace "$SELF" _build "$new"
+  supervise group "${NAMESPACE[@]}" "$SELF" _build "$new"
   [ -n "$(stamp_epoch "$new")" ] || die "the build of $new ended without its completion stamp"
 
   # Swap the finished tree in; wait until no `run` uses the old one.
   exec 9>"$CHROOT.use.lock"
   if ! flock -n -x 9; then
     say "waiting for running commands in the old chroot to finish before replacing it"
-    flock -w 3600 -x 9 || die "waited an hour for commands in the old chroot; the new one stays at $new"
+    flock -w 3600 -x 9 || die "waited an hour for commands in the old chroot to finish; the old chroot stays"
   fi
   local old=""
   if [ -e "$CHROOT" ]; then
@@ -297,7 +320,7 @@ run() {
   # A shared lock: ensure does not swap the chroot away while commands run in it.
   exec 9>"$CHROOT.use.lock"
   flock -s -w 3600 9 || die "the chroot is being replaced and that took over an hour"
-  in_mount_namespace "$SELF" _run "$cwd" "$@" 9>&-
+  supervise process "${NAMESPACE[@]}" "$SELF" _run "$cwd" "$@"
 }
 
 # Variables that reach the command: the test settings of the caller, never its PATH or Python paths
@@ -352,7 +375,7 @@ run_inside() {
   local status=0
   # PYTHONPATH: qgis_process embeds the system Python; it sees the venv's packages only through it (as in dev.sh).
   local pythonpath="${GEOEMBED_CHROOT_PYTHONPATH:+$GEOEMBED_CHROOT_PYTHONPATH:}$purelib"
-  env -i "${environment[@]}" PATH="$CHROOT_PATH" HOME=/root LANG=C.UTF-8 QT_QPA_PLATFORM=offscreen \
+  supervise process env -i "${environment[@]}" PATH="$CHROOT_PATH" HOME=/root LANG=C.UTF-8 QT_QPA_PLATFORM=offscreen \
     XDG_RUNTIME_DIR=/run/user/0 PYTHONPATH="$pythonpath" VIRTUAL_ENV="$VENV" \
     /usr/sbin/chroot "$CHROOT" /bin/sh -c 'cd "$1" || exit 125; shift; exec "$@"' qgis_chroot "$cwd" "$@" || status=$?
   exit "$status"
@@ -378,18 +401,23 @@ print("ruff", metadata.version("ruff"))
 '
 }
 
+main() {
+  case "${1:-}" in
+    ensure) ensure ;;
+    run)
+      shift
+      if [ "${1:-}" = "--" ]; then shift; fi
+      run "$(pwd -P)" "$@"
+      ;;
+    info) info ;;
+    _build) build_tree "$2" ;;
+    _run) shift && run_inside "$@" ;;
+    *) usage ;;
+  esac
+}
+
 # A signal ends the script through exit, so that the EXIT traps unmount and clean up.
 trap 'exit 130' INT
 trap 'exit 143' TERM
-case "${1:-}" in
-  ensure) ensure ;;
-  run)
-    shift
-    if [ "${1:-}" = "--" ]; then shift; fi
-    run "$(pwd -P)" "$@"
-    ;;
-  info) info ;;
-  _build) build_tree "$2" ;;
-  _run) shift && run_inside "$@" ;;
-  *) usage ;;
-esac
+# One line, read whole before it runs: editing this file while it runs cannot make bash run the edited text.
+main "$@"; exit $?
