@@ -67,12 +67,54 @@ demo() {
   echo "Wrote $out/aef_2024.tif (64 Float32 bands A00..A63, north-up) and the quicklook $out/aef_2024.png"
 }
 
+# Every tier, once on the host's QGIS (3.22, bookworm) and once on the newest QGIS Debian ships (sid, in a cached
+# chroot: tools/qgis_chroot.sh). All tiers run even when one fails; the summary names the failures.
+FAILED=()
+
+tier() {  # tier LABEL CMD...: run one tier, remember a failure
+  echo
+  echo "=== $1"
+  "${@:2}" || FAILED+=("$1")
+}
+
+host_tiers() {
+  local qgis
+  qgis="$("$VENV/bin/python" -c 'from qgis.core import Qgis; print(Qgis.QGIS_VERSION)' 2>/dev/null || echo '?')"
+  tier "unit + e2e, QGIS $qgis (host)" "$VENV/bin/python" -m pytest -p no:qgis tests/unit tests/e2e
+  tier "pytest-qgis, QGIS $qgis (host)" "$VENV/bin/python" -m pytest tests/qgis
+  tier "real data, QGIS $qgis (host)" "$VENV/bin/python" -m pytest tests/realdata
+}
+
+in_sid() {  # the command in the sid chroot, with the plugin and a QGIS profile of its own
+  QGIS_CUSTOM_CONFIG_PATH="$ROOT/build/qgis-profile-sid" GEOEMBED_CHROOT_PYTHONPATH="$ROOT/build/plugins" \
+    tools/qgis_chroot.sh run -- "$@"
+}
+
+sid_tiers() {
+  if ! tools/qgis_chroot.sh ensure; then
+    FAILED+=("building the Debian sid chroot (newest QGIS)")
+    return
+  fi
+  mkdir -p "$ROOT/build/qgis-profile-sid"
+  local qgis
+  qgis="$(in_sid python -c 'from qgis.core import Qgis; print(Qgis.QGIS_VERSION)' 2>/dev/null || echo '?')"
+  tier "unit + e2e, QGIS $qgis (sid chroot)" in_sid python -m pytest -p no:qgis tests/unit tests/e2e
+  tier "pytest-qgis, QGIS $qgis (sid chroot)" in_sid python -m pytest tests/qgis
+  tier "real data, QGIS $qgis (sid chroot)" in_sid python -m pytest tests/realdata
+}
+
 run_tests() {
   qgis_env
-  "$VENV/bin/ruff" check .
-  "$VENV/bin/python" -m pytest -p no:qgis tests/unit tests/e2e
-  "$VENV/bin/python" -m pytest tests/qgis
-  "$VENV/bin/python" -m pytest tests/realdata
+  tier "ruff" "$VENV/bin/ruff" check .
+  host_tiers
+  sid_tiers
+  echo
+  if [ ${#FAILED[@]} -eq 0 ]; then
+    echo "=== every tier passed on both QGIS versions"
+  else
+    printf '=== FAILED: %s\n' "${FAILED[@]}"
+    return 1
+  fi
 }
 
 case "${1:-}" in
