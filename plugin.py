@@ -42,7 +42,7 @@ class GeoEmbedPlugin:
             from .ui.dock import GeoEmbedDock
 
             self.dock = GeoEmbedDock(self.iface, self.iface.mainWindow())
-            self.iface.addDockWidget(Qt.RightDockWidgetArea, self.dock)
+            self.iface.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.dock)
             self.dock.openedStateChanged.connect(self._panel_visibility)  # tabbed away still counts as open
         if visible:
             self.dock.setUserVisible(True)  # also raises it when tabbed behind another panel

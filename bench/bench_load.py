@@ -112,8 +112,10 @@ def main():
         "time_ratio": round(load_s / base_s, 2),
     }
     print(json.dumps(report, indent=2))
-    print(f"load = {report['time_ratio']}x the time of a block-by-block GDAL read; peak memory {load_mb:.0f} MiB "
-          f"(float32 of the whole tile would be {args.size * args.size * 64 * 4 / 2**30:.0f} GiB)")
+    print(
+        f"load = {report['time_ratio']}x the time of a block-by-block GDAL read; peak memory {load_mb:.0f} MiB "
+        f"(float32 of the whole tile would be {args.size * args.size * 64 * 4 / 2**30:.0f} GiB)"
+    )
 
 
 if __name__ == "__main__":

@@ -3,13 +3,14 @@
 import os
 import traceback
 
-from qgis.core import QgsCoordinateReferenceSystem, QgsProcessingAlgorithm, QgsProcessingException
+from qgis.core import QgsProcessingAlgorithm, QgsProcessingException
 from qgis.PyQt.QtCore import QCoreApplication
 from qgis.PyQt.QtGui import QIcon
 
 from .. import __about__
 from ..loaders.errors import GeoEmbedError
 from ..loaders.remote.locations import is_url
+from ..qgis_compat import CRS_WKT_PREFERRED
 
 HELP_DIR = __about__.PLUGIN_DIR / "resources" / "help"
 ICON = str(__about__.PLUGIN_DIR / "resources" / "icons" / "geoembed.svg")
@@ -103,20 +104,25 @@ class GeoEmbedAlgorithm(QgsProcessingAlgorithm):
         except QgsProcessingException:
             raise
         except GeoEmbedError as exc:
-            raise QgsProcessingException(str(exc)) from None
+            raise QgsProcessingException(one_line(exc)) from None
         except MemoryError:
             raise QgsProcessingException("Out of memory; use a smaller EXTENT or a coarser RESOLUTION.") from None
         except OSError as exc:
             where = f" ({exc.filename})" if exc.filename else ""
-            raise QgsProcessingException(f"{exc.strerror or exc}{where}; check the path and free disk space.") from None
+            raise QgsProcessingException(one_line(f"{exc.strerror or exc}{where}; check the path and free disk space.")) from None
         except Exception as exc:  # a bug: keep the details in the log, give the user one line
             feedback.pushDebugInfo(traceback.format_exc())
             raise QgsProcessingException(
-                f"Unexpected error ({type(exc).__name__}: {exc}); please report it at {__about__.__uri_tracker__}."
+                one_line(f"Unexpected error ({type(exc).__name__}: {exc}); please report it at {__about__.__uri_tracker__}.")
             ) from None
 
     def execute(self, parameters, context, feedback):
         raise NotImplementedError
+
+
+def one_line(message):
+    """What the user is told fits one line: GDAL 3.7+ and other libraries put several lines in their errors."""
+    return " ".join(str(message).split())
 
 
 def _findable(value, context):
@@ -132,4 +138,4 @@ def crs_to_string(crs):
     """'EPSG:n' when QGIS knows an EPSG id, else WKT (both understood by pyproj and GDAL)."""
     if crs.authid().upper().startswith("EPSG:"):
         return crs.authid()
-    return crs.toWkt(QgsCoordinateReferenceSystem.WKT_PREFERRED)
+    return crs.toWkt(CRS_WKT_PREFERRED)

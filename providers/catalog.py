@@ -14,12 +14,11 @@ from qgis.core import (
     QgsProcessingParameterFeatureSink,
     QgsProcessingParameterFileDestination,
     QgsUnitTypes,
-    QgsWkbTypes,
 )
-from qgis.PyQt.QtCore import QVariant
 
 from ..loaders import catalog
 from ..loaders.remote.locations import atomic_file
+from ..qgis_compat import DISTANCE_METERS, FIELD_DOUBLE, FIELD_INT, FIELD_STRING, WKB_NO_GEOMETRY
 from .base import GeoEmbedAlgorithm
 
 
@@ -29,22 +28,22 @@ def products():
 
 
 COLUMNS = (
-    ("id", QVariant.String),
-    ("name", QVariant.String),
-    ("kind", QVariant.String),
-    ("resolution_m", QVariant.Double),
-    ("dims", QVariant.Int),
-    ("dtype", QVariant.String),
-    ("bytes_per_vector", QVariant.Int),
-    ("licence", QVariant.String),
-    ("years", QVariant.String),
-    ("public_location", QVariant.String),
-    ("dequantization", QVariant.String),
-    ("area_km2", QVariant.Double),
-    ("vectors", QVariant.Double),
-    ("storage_gb", QVariant.Double),
-    ("storage_usd_month", QVariant.Double),
-    ("egress_usd", QVariant.Double),
+    ("id", FIELD_STRING),
+    ("name", FIELD_STRING),
+    ("kind", FIELD_STRING),
+    ("resolution_m", FIELD_DOUBLE),
+    ("dims", FIELD_INT),
+    ("dtype", FIELD_STRING),
+    ("bytes_per_vector", FIELD_INT),
+    ("licence", FIELD_STRING),
+    ("years", FIELD_STRING),
+    ("public_location", FIELD_STRING),
+    ("dequantization", FIELD_STRING),
+    ("area_km2", FIELD_DOUBLE),
+    ("vectors", FIELD_DOUBLE),
+    ("storage_gb", FIELD_DOUBLE),
+    ("storage_usd_month", FIELD_DOUBLE),
+    ("egress_usd", FIELD_DOUBLE),
 )
 
 
@@ -72,14 +71,14 @@ class CatalogAlgorithm(GeoEmbedAlgorithm):
             fields.append(QgsField(name, kind))
         if parameters.get("OUTPUT") not in (None, ""):
             sink, destination = self.parameterAsSink(
-                parameters, "OUTPUT", context, fields, QgsWkbTypes.NoGeometry, QgsCoordinateReferenceSystem()
+                parameters, "OUTPUT", context, fields, WKB_NO_GEOMETRY, QgsCoordinateReferenceSystem()
             )
             if sink is None:
                 raise QgsProcessingException(self.invalidSinkError(parameters, "OUTPUT"))
             for row in rows:
                 feature = QgsFeature(fields)
                 feature.setAttributes([row[name] for name, _ in COLUMNS])
-                sink.addFeature(feature, QgsFeatureSink.FastInsert)
+                sink.addFeature(feature, QgsFeatureSink.Flag.FastInsert)
             outputs["OUTPUT"] = destination
         html_path = self.parameterAsFileOutput(parameters, "OUTPUT_HTML", context)
         if html_path:
@@ -97,7 +96,7 @@ class CatalogAlgorithm(GeoEmbedAlgorithm):
             raise QgsProcessingException("EXTENT needs a CRS, e.g. EXTENT='5.98,6.02,44.99,45.01 [EPSG:4326]'.")
         rect = self.parameterAsExtent(parameters, "EXTENT", context, crs)
         if not crs.isGeographic():  # a projected extent: its own planar area, in square metres
-            metres = QgsUnitTypes.fromUnitToUnitFactor(crs.mapUnits(), QgsUnitTypes.DistanceMeters)
+            metres = QgsUnitTypes.fromUnitToUnitFactor(crs.mapUnits(), DISTANCE_METERS)
             return rect.width() * rect.height() * metres * metres
         lonlat = QgsCoordinateReferenceSystem("EPSG:4326")
         rect = QgsCoordinateTransform(crs, lonlat, context.transformContext()).transformBoundingBox(rect)

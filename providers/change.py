@@ -16,6 +16,7 @@ from qgis.PyQt.QtGui import QColor
 from ..analysis import change
 from ..analysis.resample import nearest
 from ..loaders.raster.writer import OutputSpec, check_destination, provenance_metadata, write_rasters
+from ..qgis_compat import NUMBER_DOUBLE, save_default_style
 from .base import FeedbackLog, GeoEmbedAlgorithm
 from .inputs import open_input
 from .styles import apply_ramp
@@ -37,7 +38,7 @@ class ChangeAlgorithm(GeoEmbedAlgorithm):
             QgsProcessingParameterNumber(
                 "THRESHOLD",
                 self.tr("Change threshold on the cosine distance (0..2; empty or negative: automatic, Otsu)"),
-                QgsProcessingParameterNumber.Double,
+                NUMBER_DOUBLE,
                 optional=True,
             )
         )
@@ -171,7 +172,7 @@ def add_mask_style(path):
     layer = QgsRasterLayer(path, "change mask", "gdal")
     classes = [QgsPalettedRasterRenderer.Class(value, colour, name) for value, name, colour in MASK_CLASSES]
     layer.setRenderer(QgsPalettedRasterRenderer(layer.dataProvider(), 1, classes))
-    layer.saveDefaultStyle()
+    save_default_style(layer)
 
 
 class DistanceStyler(QgsProcessingLayerPostProcessorInterface):

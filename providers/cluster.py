@@ -9,20 +9,26 @@ from qgis.core import (
     QgsFeatureSink,
     QgsField,
     QgsFields,
-    QgsProcessing,
     QgsProcessingException,
     QgsProcessingParameterBoolean,
-    QgsProcessingParameterDefinition,
     QgsProcessingParameterFeatureSink,
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterDestination,
     QgsProcessingParameterRasterLayer,
-    QgsWkbTypes,
 )
-from qgis.PyQt.QtCore import QVariant
 
 from ..analysis import cluster
 from ..loaders.raster.writer import OutputSpec, check_destination, provenance_metadata, write_rasters
+from ..qgis_compat import (
+    FIELD_DOUBLE,
+    FIELD_INT,
+    FIELD_LONGLONG,
+    FIELD_STRING,
+    NUMBER_INTEGER,
+    PARAMETER_ADVANCED,
+    SOURCE_VECTOR,
+    WKB_NO_GEOMETRY,
+)
 from .base import FeedbackLog, GeoEmbedAlgorithm
 from .inputs import open_input
 from .styles import ClassStyler, class_colour, write_class_palette
@@ -45,7 +51,7 @@ class ClusterAlgorithm(GeoEmbedAlgorithm):
             QgsProcessingParameterNumber(
                 "K",
                 self.tr("Number of clusters (the largest tried with AUTO_K)"),
-                QgsProcessingParameterNumber.Integer,
+                NUMBER_INTEGER,
                 8,
                 minValue=2,
                 maxValue=255,
@@ -57,19 +63,19 @@ class ClusterAlgorithm(GeoEmbedAlgorithm):
         size = QgsProcessingParameterNumber(
             "SAMPLE_SIZE",
             self.tr("Pixels sampled to fit the clusters"),
-            QgsProcessingParameterNumber.Integer,
+            NUMBER_INTEGER,
             50_000,
             minValue=10,
         )
-        size.setFlags(size.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+        size.setFlags(size.flags() | PARAMETER_ADVANCED)
         self.addParameter(size)
-        self.addParameter(QgsProcessingParameterNumber("SEED", self.tr("Random seed"), QgsProcessingParameterNumber.Integer, 0))
+        self.addParameter(QgsProcessingParameterNumber("SEED", self.tr("Random seed"), NUMBER_INTEGER, 0))
         self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT", self.tr("Clusters")))
         self.addParameter(
             QgsProcessingParameterFeatureSink(
                 "OUTPUT_CENTROIDS",
                 self.tr("Cluster centroids (table)"),
-                QgsProcessing.TypeVector,
+                SOURCE_VECTOR,
                 optional=True,
                 createByDefault=False,
             )
@@ -138,13 +144,13 @@ class ClusterAlgorithm(GeoEmbedAlgorithm):
     def _write_centroids(self, parameters, context, model, names, counts):
         """One row per cluster: class, label, colour, pixels in the raster, their share, then the centroid per band."""
         fields = QgsFields()
-        for name, kind in zip(FIXED_FIELDS, (QVariant.Int, QVariant.String, QVariant.String, QVariant.LongLong, QVariant.Double)):
+        for name, kind in zip(FIXED_FIELDS, (FIELD_INT, FIELD_STRING, FIELD_STRING, FIELD_LONGLONG, FIELD_DOUBLE)):
             fields.append(QgsField(name, kind))
         band_fields = [name if name not in FIXED_FIELDS else f"band_{name}" for name in model.band_names]
         for name in band_fields:
-            fields.append(QgsField(name, QVariant.Double))
+            fields.append(QgsField(name, FIELD_DOUBLE))
         sink, destination = self.parameterAsSink(
-            parameters, "OUTPUT_CENTROIDS", context, fields, QgsWkbTypes.NoGeometry, QgsCoordinateReferenceSystem()
+            parameters, "OUTPUT_CENTROIDS", context, fields, WKB_NO_GEOMETRY, QgsCoordinateReferenceSystem()
         )
         if sink is None:
             raise QgsProcessingException(self.invalidSinkError(parameters, "OUTPUT_CENTROIDS"))
@@ -159,5 +165,5 @@ class ClusterAlgorithm(GeoEmbedAlgorithm):
                 float(counts[value] / total),
             ]
             feature.setAttributes(attributes + [float(v) for v in centroid])
-            sink.addFeature(feature, QgsFeatureSink.FastInsert)
+            sink.addFeature(feature, QgsFeatureSink.Flag.FastInsert)
         return destination

@@ -9,7 +9,6 @@ from qgis.core import (
     QgsFeatureSink,
     QgsField,
     QgsFields,
-    QgsProcessing,
     QgsProcessingException,
     QgsProcessingOutputNumber,
     QgsProcessingOutputString,
@@ -17,13 +16,12 @@ from qgis.core import (
     QgsProcessingParameterFileDestination,
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterLayer,
-    QgsWkbTypes,
 )
-from qgis.PyQt.QtCore import QVariant
 
 from ..analysis import classify, compare
 from ..loaders.errors import Cancelled
 from ..loaders.remote.locations import atomic_file
+from ..qgis_compat import FIELD_DOUBLE, FIELD_INT, FIELD_STRING, NUMBER_DOUBLE, SOURCE_VECTOR, WKB_NO_GEOMETRY
 from .base import FeedbackLog, GeoEmbedAlgorithm
 from .inputs import features_in, input_path, open_input
 from .train import MAX_PIXELS_PER_POLYGON, add_training_parameters, block_size, natural_order
@@ -46,11 +44,11 @@ class CompareAlgorithm(GeoEmbedAlgorithm):
             QgsProcessingParameterNumber(
                 "RESOLUTION",
                 self.tr("Pixel size of the common grid (INPUT's CRS units; default: INPUT's grid)"),
-                QgsProcessingParameterNumber.Double,
+                NUMBER_DOUBLE,
                 optional=True,
             )
         )
-        self.addParameter(QgsProcessingParameterFeatureSink("OUTPUT", self.tr("Comparison table"), QgsProcessing.TypeVector))
+        self.addParameter(QgsProcessingParameterFeatureSink("OUTPUT", self.tr("Comparison table"), SOURCE_VECTOR))
         self.addParameter(
             QgsProcessingParameterFileDestination(
                 "OUTPUT_REPORT", self.tr("Comparison report"), fileFilter="HTML (*.html)", optional=True, createByDefault=True
@@ -198,19 +196,19 @@ class CompareAlgorithm(GeoEmbedAlgorithm):
     def _write_table(self, parameters, context, rasters, names, dims, hows, results, best, samples):
         fields = QgsFields()
         for name, kind in (
-            ("input", QVariant.String),
-            ("name", QVariant.String),
-            ("product", QVariant.String),
-            ("dims", QVariant.Int),
-            ("resampling", QVariant.String),
-            ("samples", QVariant.Int),
-            ("accuracy", QVariant.Double),
-            ("macro_f1", QVariant.Double),
-            ("best", QVariant.Int),
+            ("input", FIELD_STRING),
+            ("name", FIELD_STRING),
+            ("product", FIELD_STRING),
+            ("dims", FIELD_INT),
+            ("resampling", FIELD_STRING),
+            ("samples", FIELD_INT),
+            ("accuracy", FIELD_DOUBLE),
+            ("macro_f1", FIELD_DOUBLE),
+            ("best", FIELD_INT),
         ):
             fields.append(QgsField(name, kind))
         sink, destination = self.parameterAsSink(
-            parameters, "OUTPUT", context, fields, QgsWkbTypes.NoGeometry, QgsCoordinateReferenceSystem()
+            parameters, "OUTPUT", context, fields, WKB_NO_GEOMETRY, QgsCoordinateReferenceSystem()
         )
         if sink is None:
             raise QgsProcessingException(self.invalidSinkError(parameters, "OUTPUT"))
@@ -229,5 +227,5 @@ class CompareAlgorithm(GeoEmbedAlgorithm):
                     int(best == index),
                 ]
             )
-            sink.addFeature(feature, QgsFeatureSink.FastInsert)
+            sink.addFeature(feature, QgsFeatureSink.Flag.FastInsert)
         return destination

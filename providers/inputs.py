@@ -16,6 +16,7 @@ from qgis.core import (
 from ..loaders.errors import Cancelled
 from ..loaders.open import open_embeddings
 from ..loaders.remote.locations import is_url
+from ..qgis_compat import GEOMETRY_POINT, GEOMETRY_POLYGON
 
 VSICURL = "/vsicurl/"
 
@@ -67,7 +68,7 @@ def features_in(source, crs, context, feedback=None):
             continue
         kind = QgsWkbTypes.geometryType(geometry.wkbType())
         try:
-            if kind == QgsWkbTypes.PointGeometry:
+            if kind == GEOMETRY_POINT:
                 parts = geometry.asMultiPoint() if geometry.isMultipart() else [geometry.asPoint()]
                 for part in parts:
                     single = QgsFeature(feature)
@@ -79,7 +80,7 @@ def features_in(source, crs, context, feedback=None):
         except QgsCsException:  # coordinates that do not exist in the layer's CRS (e.g. metres labelled as degrees)
             unplaceable.append(feature.geometry().centroid().asPoint())
             continue
-        if kind == QgsWkbTypes.PolygonGeometry:
+        if kind == GEOMETRY_POLYGON:
             polygons = geometry.asMultiPolygon() if geometry.isMultipart() else [geometry.asPolygon()]
             rings = [np.array([(p.x(), p.y()) for p in ring]) for polygon in polygons for ring in polygon if len(ring) > 3]
             if rings:

@@ -8,20 +8,18 @@ from qgis.core import (
     QgsFeatureSink,
     QgsField,
     QgsFields,
-    QgsProcessing,
     QgsProcessingException,
     QgsProcessingOutputNumber,
     QgsProcessingParameterFeatureSink,
     QgsProcessingParameterFileDestination,
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterLayer,
-    QgsWkbTypes,
 )
-from qgis.PyQt.QtCore import QVariant
 
 from ..analysis import intrinsic
 from ..analysis.pixel_sample import sample_pixels
 from ..loaders.remote.locations import atomic_file
+from ..qgis_compat import FIELD_DOUBLE, FIELD_INT, NUMBER_INTEGER, SOURCE_VECTOR, WKB_NO_GEOMETRY
 from .base import FeedbackLog, GeoEmbedAlgorithm
 from .inputs import open_input
 
@@ -41,13 +39,13 @@ class IntrinsicDimAlgorithm(GeoEmbedAlgorithm):
             QgsProcessingParameterNumber(
                 "SAMPLE_SIZE",
                 self.tr("Random valid pixels to use"),
-                QgsProcessingParameterNumber.Integer,
+                NUMBER_INTEGER,
                 intrinsic.DEFAULT_SAMPLE,
                 minValue=intrinsic.MIN_POINTS,
                 maxValue=MAX_SAMPLE,
             )
         )
-        self.addParameter(QgsProcessingParameterFeatureSink("OUTPUT", self.tr("Explained variance"), QgsProcessing.TypeVector))
+        self.addParameter(QgsProcessingParameterFeatureSink("OUTPUT", self.tr("Explained variance"), SOURCE_VECTOR))
         self.addParameter(
             QgsProcessingParameterFileDestination(
                 "OUTPUT_PLOT", self.tr("Plot (HTML)"), fileFilter="HTML (*.html)", optional=True, createByDefault=False
@@ -135,16 +133,16 @@ class IntrinsicDimAlgorithm(GeoEmbedAlgorithm):
 
     def _write_table(self, parameters, context, ratios, cumulative):
         fields = QgsFields()
-        fields.append(QgsField("component", QVariant.Int))
-        fields.append(QgsField("explained_variance_ratio", QVariant.Double))
-        fields.append(QgsField("cumulative", QVariant.Double))
+        fields.append(QgsField("component", FIELD_INT))
+        fields.append(QgsField("explained_variance_ratio", FIELD_DOUBLE))
+        fields.append(QgsField("cumulative", FIELD_DOUBLE))
         sink, destination = self.parameterAsSink(
-            parameters, "OUTPUT", context, fields, QgsWkbTypes.NoGeometry, QgsCoordinateReferenceSystem()
+            parameters, "OUTPUT", context, fields, WKB_NO_GEOMETRY, QgsCoordinateReferenceSystem()
         )
         if sink is None:
             raise QgsProcessingException(self.invalidSinkError(parameters, "OUTPUT"))
         for index, (ratio, total) in enumerate(zip(ratios, cumulative), start=1):
             feature = QgsFeature(fields)
             feature.setAttributes([index, float(ratio), float(total)])
-            sink.addFeature(feature, QgsFeatureSink.FastInsert)
+            sink.addFeature(feature, QgsFeatureSink.Flag.FastInsert)
         return destination

@@ -7,12 +7,10 @@ from qgis.core import (
     QgsField,
     QgsFields,
     QgsGeometry,
-    QgsProcessing,
     QgsProcessingException,
     QgsProcessingOutputNumber,
     QgsProcessingOutputString,
     QgsProcessingParameterCrs,
-    QgsProcessingParameterDefinition,
     QgsProcessingParameterEnum,
     QgsProcessingParameterExtent,
     QgsProcessingParameterFeatureSink,
@@ -21,10 +19,10 @@ from qgis.core import (
     QgsProcessingParameterRasterDestination,
     QgsProcessingParameterString,
 )
-from qgis.PyQt.QtCore import QVariant
 
 from ..loaders import catalog, load
 from ..loaders.products.patches import patch_fields_json
+from ..qgis_compat import FIELD_INT, FIELD_STRING, NUMBER_DOUBLE, NUMBER_INTEGER, PARAMETER_ADVANCED, SOURCE_VECTOR_ANY_GEOMETRY
 from . import settings
 from .base import FeedbackLog, GeoEmbedAlgorithm, crs_to_string
 from .quicklook import render_quicklook
@@ -54,9 +52,7 @@ class LoadAlgorithm(GeoEmbedAlgorithm):
         )
         self.addParameter(QgsProcessingParameterExtent("EXTENT", self.tr("Extent"), optional=True))
         self.addParameter(
-            QgsProcessingParameterNumber(
-                "YEAR", self.tr("Year (empty: the latest available)"), QgsProcessingParameterNumber.Integer, optional=True
-            )
+            QgsProcessingParameterNumber("YEAR", self.tr("Year (empty: the latest available)"), NUMBER_INTEGER, optional=True)
         )
         self.addParameter(
             QgsProcessingParameterCrs("CRS", self.tr("Output CRS (empty: UTM zone of the extent's centre)"), optional=True)
@@ -64,10 +60,10 @@ class LoadAlgorithm(GeoEmbedAlgorithm):
         resolution = QgsProcessingParameterNumber(
             "RESOLUTION",
             self.tr("Pixel size in output CRS units (empty: native 10 m)"),
-            QgsProcessingParameterNumber.Double,
+            NUMBER_DOUBLE,
             optional=True,
         )
-        resolution.setFlags(resolution.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+        resolution.setFlags(resolution.flags() | PARAMETER_ADVANCED)
         self.addParameter(resolution)
         self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT", self.tr("Embeddings")))
         self.addParameter(
@@ -79,7 +75,7 @@ class LoadAlgorithm(GeoEmbedAlgorithm):
             QgsProcessingParameterFeatureSink(
                 "OUTPUT_PATCHES",
                 self.tr("Patches with their embeddings (patch products: Clay, Earth Index, Major TOM)"),
-                QgsProcessing.TypeVectorAnyGeometry,
+                SOURCE_VECTOR_ANY_GEOMETRY,
                 optional=True,
                 createByDefault=False,
             )
@@ -144,11 +140,11 @@ class LoadAlgorithm(GeoEmbedAlgorithm):
         table = result.patches
         fields = QgsFields()
         for name, kind in (
-            ("id", QVariant.String),
-            ("date", QVariant.String),
-            ("product", QVariant.String),
-            ("dims", QVariant.Int),
-            ("embedding", QVariant.String),
+            ("id", FIELD_STRING),
+            ("date", FIELD_STRING),
+            ("product", FIELD_STRING),
+            ("dims", FIELD_INT),
+            ("embedding", FIELD_STRING),
         ):
             fields.append(QgsField(name, kind))
         first = QgsGeometry()
@@ -164,7 +160,7 @@ class LoadAlgorithm(GeoEmbedAlgorithm):
             geometry.fromWkb(wkb)
             feature.setGeometry(geometry)
             feature.setAttributes([patch_id, date, result.product, dims, patch_fields_json(vector)])
-            sink.addFeature(feature, QgsFeatureSink.FastInsert)
+            sink.addFeature(feature, QgsFeatureSink.Flag.FastInsert)
         return destination
 
 

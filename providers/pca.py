@@ -6,7 +6,6 @@ from osgeo import gdal
 from qgis.core import (
     QgsMultiBandColorRenderer,
     QgsProcessingLayerPostProcessorInterface,
-    QgsProcessingParameterDefinition,
     QgsProcessingParameterFile,
     QgsProcessingParameterFileDestination,
     QgsProcessingParameterNumber,
@@ -17,6 +16,7 @@ from qgis.core import (
 
 from ..analysis import pca
 from ..loaders.raster.writer import OutputSpec, check_destination, provenance_metadata, write_rasters
+from ..qgis_compat import NUMBER_INTEGER, PARAMETER_ADVANCED, save_default_style
 from .base import FeedbackLog, GeoEmbedAlgorithm
 from .inputs import open_input
 
@@ -41,13 +41,13 @@ class PcaAlgorithm(GeoEmbedAlgorithm):
             QgsProcessingParameterNumber(
                 "SAMPLE_SIZE",
                 self.tr("Pixels sampled to fit the projection"),
-                QgsProcessingParameterNumber.Integer,
+                NUMBER_INTEGER,
                 50_000,
                 minValue=10,
             )
         )
-        seed = QgsProcessingParameterNumber("SEED", self.tr("Random seed of the sample"), QgsProcessingParameterNumber.Integer, 0)
-        seed.setFlags(seed.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+        seed = QgsProcessingParameterNumber("SEED", self.tr("Random seed of the sample"), NUMBER_INTEGER, 0)
+        seed.setFlags(seed.flags() | PARAMETER_ADVANCED)
         self.addParameter(seed)
         self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT", self.tr("PCA colours")))
         self.addParameter(
@@ -133,7 +133,7 @@ def style_rgb(path):
     dataset = None
     layer = QgsRasterLayer(path, "pca", "gdal")
     apply_rgb(layer)
-    layer.saveDefaultStyle()
+    save_default_style(layer)
 
 
 def apply_rgb(layer):

@@ -61,7 +61,7 @@ def _render(layer, size):
     settings.setOutputSize(size)
     settings.setExtent(layer.extent())
     settings.setBackgroundColor(QColor(255, 255, 255, 0))
-    image = QImage(size, QImage.Format_ARGB32_Premultiplied)
+    image = QImage(size, QImage.Format.Format_ARGB32_Premultiplied)
     image.fill(QColor(255, 255, 255, 0))
     painter = QPainter(image)
     job = QgsMapRendererCustomPainterJob(settings, painter)

@@ -12,6 +12,7 @@ from qgis.core import (
 from ..analysis import resample
 from ..loaders.raster.grid import Grid, grid_from_bounds, transform_bounds
 from ..loaders.raster.writer import write_geotiff
+from ..qgis_compat import NUMBER_DOUBLE
 from .base import FeedbackLog, GeoEmbedAlgorithm, crs_to_string
 from .inputs import open_input
 
@@ -31,9 +32,7 @@ class ResampleAlgorithm(GeoEmbedAlgorithm):
             QgsProcessingParameterEnum("MODE", self.tr("Mode"), options=MODES, defaultValue="auto", usesStaticStrings=True)
         )
         self.addParameter(
-            QgsProcessingParameterNumber(
-                "RESOLUTION", self.tr("Pixel size (target CRS units)"), QgsProcessingParameterNumber.Double, optional=True
-            )
+            QgsProcessingParameterNumber("RESOLUTION", self.tr("Pixel size (target CRS units)"), NUMBER_DOUBLE, optional=True)
         )
         self.addParameter(QgsProcessingParameterRasterLayer("REFERENCE", self.tr("Match the grid of"), optional=True))
         self.addParameter(QgsProcessingParameterCrs("CRS", self.tr("Target CRS (with RESOLUTION)"), optional=True))

@@ -6,16 +6,15 @@ from qgis.core import (
     QgsFeatureSink,
     QgsField,
     QgsFields,
-    QgsProcessing,
     QgsProcessingException,
     QgsProcessingParameterFeatureSink,
     QgsProcessingParameterFeatureSource,
     QgsProcessingParameterRasterLayer,
     QgsWkbTypes,
 )
-from qgis.PyQt.QtCore import QVariant
 
 from ..analysis.sampling import sample
+from ..qgis_compat import FIELD_DOUBLE, SOURCE_VECTOR_POINT
 from .base import FeedbackLog, GeoEmbedAlgorithm
 from .geoparquet_output import write_points_parquet
 from .inputs import features_in, open_input
@@ -30,7 +29,7 @@ class SampleAlgorithm(GeoEmbedAlgorithm):
 
     def initAlgorithm(self, config=None):
         self.addParameter(QgsProcessingParameterRasterLayer("INPUT", self.tr("Embeddings (layer, product file or folder)")))
-        self.addParameter(QgsProcessingParameterFeatureSource("POINTS", self.tr("Points"), [QgsProcessing.TypeVectorPoint]))
+        self.addParameter(QgsProcessingParameterFeatureSource("POINTS", self.tr("Points"), [SOURCE_VECTOR_POINT]))
         self.addParameter(QgsProcessingParameterFeatureSink("OUTPUT", self.tr("Sampled points (.parquet for GeoParquet)")))
 
     def execute(self, parameters, context, feedback):
@@ -60,7 +59,7 @@ class SampleAlgorithm(GeoEmbedAlgorithm):
             return {"OUTPUT": destination}
         fields = QgsFields(source.fields())
         for name in band_names:
-            fields.append(QgsField(name, QVariant.Double))
+            fields.append(QgsField(name, FIELD_DOUBLE))
         # One row per point: multi-point features are split into their points.
         point_type = QgsWkbTypes.singleType(source.wkbType())
         sink, destination = self.parameterAsSink(parameters, "OUTPUT", context, fields, point_type, source.sourceCrs())
@@ -71,7 +70,7 @@ class SampleAlgorithm(GeoEmbedAlgorithm):
             out.setGeometry(feature.geometry())
             extra = values[index].tolist() if valid[index] else [None] * len(band_names)
             out.setAttributes(feature.attributes() + extra)
-            sink.addFeature(out, QgsFeatureSink.FastInsert)
+            sink.addFeature(out, QgsFeatureSink.Flag.FastInsert)
             if index % 1000 == 0:
                 feedback.setProgress(100.0 * index / len(entries))
         return {"OUTPUT": destination}

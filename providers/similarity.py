@@ -8,25 +8,23 @@ from qgis.core import (
     QgsFields,
     QgsGeometry,
     QgsPointXY,
-    QgsProcessing,
     QgsProcessingException,
     QgsProcessingParameterFeatureSink,
     QgsProcessingParameterFeatureSource,
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterDestination,
     QgsProcessingParameterRasterLayer,
-    QgsWkbTypes,
 )
-from qgis.PyQt.QtCore import QVariant
 
 from ..analysis.regions import feature_vectors
 from ..analysis.similarity import SimilarityRaster, query_vector
 from ..loaders.raster.writer import OutputSpec, provenance_metadata, write_rasters
+from ..qgis_compat import FIELD_DOUBLE, FIELD_INT, NUMBER_INTEGER, SOURCE_VECTOR_POINT, SOURCE_VECTOR_POLYGON, WKB_POINT
 from .base import FeedbackLog, GeoEmbedAlgorithm
 from .inputs import features_in, open_input, qgis_crs
 from .styles import HeatmapStyler
 
-GEOMETRIES = [QgsProcessing.TypeVectorPoint, QgsProcessing.TypeVectorPolygon]
+GEOMETRIES = [SOURCE_VECTOR_POINT, SOURCE_VECTOR_POLYGON]
 
 
 class SimilarityAlgorithm(GeoEmbedAlgorithm):
@@ -42,15 +40,11 @@ class SimilarityAlgorithm(GeoEmbedAlgorithm):
         self.addParameter(
             QgsProcessingParameterFeatureSource("NEGATIVE", self.tr("Counter-examples (optional)"), GEOMETRIES, optional=True)
         )
-        self.addParameter(
-            QgsProcessingParameterNumber(
-                "K", self.tr("Number of best matches"), QgsProcessingParameterNumber.Integer, 10, minValue=0
-            )
-        )
+        self.addParameter(QgsProcessingParameterNumber("K", self.tr("Number of best matches"), NUMBER_INTEGER, 10, minValue=0))
         self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT", self.tr("Similarity")))
         self.addParameter(
             QgsProcessingParameterFeatureSink(
-                "OUTPUT_MATCHES", self.tr("Best matches"), QgsProcessing.TypeVectorPoint, optional=True, createByDefault=False
+                "OUTPUT_MATCHES", self.tr("Best matches"), SOURCE_VECTOR_POINT, optional=True, createByDefault=False
             )
         )
 
@@ -101,11 +95,9 @@ class SimilarityAlgorithm(GeoEmbedAlgorithm):
 
     def _write_matches(self, parameters, context, grid, top):
         fields = QgsFields()
-        fields.append(QgsField("rank", QVariant.Int))
-        fields.append(QgsField("score", QVariant.Double))
-        sink, destination = self.parameterAsSink(
-            parameters, "OUTPUT_MATCHES", context, fields, QgsWkbTypes.Point, qgis_crs(grid.crs)
-        )
+        fields.append(QgsField("rank", FIELD_INT))
+        fields.append(QgsField("score", FIELD_DOUBLE))
+        sink, destination = self.parameterAsSink(parameters, "OUTPUT_MATCHES", context, fields, WKB_POINT, qgis_crs(grid.crs))
         if sink is None:
             raise QgsProcessingException(self.invalidSinkError(parameters, "OUTPUT_MATCHES"))
         for rank, (score, row, col) in enumerate(zip(top.scores, top.rows, top.cols), start=1):
@@ -114,5 +106,5 @@ class SimilarityAlgorithm(GeoEmbedAlgorithm):
             y = grid.y0 - (row + 0.5) * grid.res_y
             feature.setGeometry(QgsGeometry.fromPointXY(QgsPointXY(x, y)))
             feature.setAttributes([rank, float(score)])
-            sink.addFeature(feature, QgsFeatureSink.FastInsert)
+            sink.addFeature(feature, QgsFeatureSink.Flag.FastInsert)
         return destination

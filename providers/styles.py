@@ -17,6 +17,8 @@ from qgis.core import (
 )
 from qgis.PyQt.QtGui import QColor
 
+from ..qgis_compat import save_default_style
+
 # Bands and range of Google's own AEF visualisation (A01, A16, A09 over -0.3..0.3).
 DISPLAY_BANDS = {"aef": (("A01", "A16", "A09"), (-0.3, 0.3))}
 
@@ -55,7 +57,7 @@ def apply_band_style(layer, band_names, value_range):
         (renderer.setRedContrastEnhancement, renderer.setGreenContrastEnhancement, renderer.setBlueContrastEnhancement), numbers
     ):
         enhancement = QgsContrastEnhancement(provider.dataType(band))
-        enhancement.setContrastEnhancementAlgorithm(QgsContrastEnhancement.StretchToMinimumMaximum)
+        enhancement.setContrastEnhancementAlgorithm(QgsContrastEnhancement.ContrastEnhancementAlgorithm.StretchToMinimumMaximum)
         enhancement.setMinimumValue(value_range[0])
         enhancement.setMaximumValue(value_range[1])
         setter(enhancement)
@@ -135,7 +137,7 @@ def write_class_palette(path, names):
     dataset = None
     layer = QgsRasterLayer(path, "classes", "gdal")
     apply_class_palette(layer, names)
-    layer.saveDefaultStyle()
+    save_default_style(layer)
 
 
 def apply_class_palette(layer, names):

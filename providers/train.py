@@ -5,7 +5,6 @@ import json
 import numpy as np
 from osgeo import gdal
 from qgis.core import (
-    QgsProcessing,
     QgsProcessingException,
     QgsProcessingOutputString,
     QgsProcessingParameterEnum,
@@ -23,6 +22,7 @@ from ..analysis.report import report_html
 from ..analysis.sampling import sample
 from ..loaders.raster.writer import OutputSpec, provenance_metadata, write_rasters
 from ..loaders.remote.locations import atomic_file
+from ..qgis_compat import SOURCE_VECTOR_POINT, SOURCE_VECTOR_POLYGON
 from .base import FeedbackLog, GeoEmbedAlgorithm
 from .inputs import features_in, open_input
 from .styles import ClassStyler, write_class_palette
@@ -214,7 +214,7 @@ def add_training_parameters(algorithm):
         QgsProcessingParameterFeatureSource(
             "TRAINING",
             algorithm.tr("Labelled points or polygons"),
-            [QgsProcessing.TypeVectorPoint, QgsProcessing.TypeVectorPolygon],
+            [SOURCE_VECTOR_POINT, SOURCE_VECTOR_POLYGON],
         )
     )
     algorithm.addParameter(QgsProcessingParameterField("FIELD", algorithm.tr("Class field"), parentLayerParameterName="TRAINING"))

@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 # What QGIS needs to run the plugin. Everything else in the repository (tests, bench, docs, tools, the dev script,
 # requirements, pyproject, README) stays out: the repository's homepage documents the plugin.
-PLUGIN_FILES = ("metadata.txt", "__init__.py", "__about__.py", "plugin.py", "LICENSE")
+PLUGIN_FILES = ("metadata.txt", "LICENSE", ":(glob)*.py")  # the top level's own modules (__init__, plugin, qgis_compat, ...)
 PLUGIN_FOLDERS = ("providers", "loaders", "analysis", "ui", "resources")
 
 # plugins.qgis.org refuses a package without these (its validator's required fields) ...

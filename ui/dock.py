@@ -1,10 +1,11 @@
 """The GeoEmbed dock: one embedding layer shared by every tab, the tabs, and the progress of the current run."""
 
-from qgis.core import QgsMapLayerProxyModel, QgsProcessingUtils, QgsProject
+from qgis.core import QgsProcessingUtils, QgsProject
 from qgis.gui import QgsDockWidget, QgsMapLayerComboBox
 from qgis.PyQt.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QTabWidget, QVBoxLayout, QWidget
 
 from ..providers import settings
+from ..qgis_compat import LAYER_FILTER_RASTER
 from .label_panel import LabelPanel
 from .load_panel import LoadPanel
 from .runner import LOG_TAG, AlgorithmRun
@@ -27,7 +28,7 @@ class GeoEmbedDock(QgsDockWidget):
         row = QHBoxLayout()
         row.addWidget(QLabel(self.tr("Embedding layer")))
         self.layer_combo = QgsMapLayerComboBox()
-        self.layer_combo.setFilters(QgsMapLayerProxyModel.RasterLayer)
+        self.layer_combo.setFilters(LAYER_FILTER_RASTER)
         self.layer_combo.setAllowEmptyLayer(True)
         self.layer_combo.setToolTip(self.tr("The embeddings that similarity, labelling, sampling and resampling work on"))
         row.addWidget(self.layer_combo, 1)
@@ -77,7 +78,7 @@ class GeoEmbedDock(QgsDockWidget):
         """One line in the message bar (a warning unless a level is given)."""
         from qgis.core import Qgis
 
-        self.message_bar().pushMessage(LOG_TAG, text, Qgis.Warning if level is None else level, 6)
+        self.message_bar().pushMessage(LOG_TAG, text, Qgis.MessageLevel.Warning if level is None else level, 6)
 
     def output_path(self, stem, extension):
         """Where a panel writes an output: the output folder of the settings, else Processing's temporary folder."""

@@ -16,10 +16,10 @@ from qgis.core import (
     QgsRendererCategory,
     QgsSymbol,
     QgsVectorLayer,
-    QgsWkbTypes,
 )
-from qgis.PyQt.QtCore import QVariant
 from qgis.PyQt.QtGui import QColor
+
+from ..qgis_compat import FIELD_STRING, GEOMETRY_POLYGON
 
 CLASS_FIELD = "class"
 
@@ -27,7 +27,7 @@ CLASS_FIELD = "class"
 def memory_layer(name, geometry, crs, fields=()):
     """A new in-memory vector layer ('Point' or 'Polygon') in crs (a QgsCoordinateReferenceSystem)."""
     layer = QgsVectorLayer(f"{geometry}?crs={crs.authid() or 'wkt:' + crs.toWkt()}", name, "memory")
-    layer.dataProvider().addAttributes([QgsField(field, QVariant.String) for field in fields])
+    layer.dataProvider().addAttributes([QgsField(field, FIELD_STRING) for field in fields])
     layer.updateFields()
     return layer
 
@@ -80,7 +80,7 @@ def colour_by_class(layer, classes):
     for name, colour in classes:
         symbol = QgsSymbol.defaultSymbol(layer.geometryType())
         symbol.setColor(QColor(colour))
-        if layer.geometryType() == QgsWkbTypes.PolygonGeometry:
+        if layer.geometryType() == GEOMETRY_POLYGON:
             symbol.setOpacity(0.6)
         categories.append(QgsRendererCategory(name, symbol, name))
     layer.setRenderer(QgsCategorizedSymbolRenderer(CLASS_FIELD, categories))

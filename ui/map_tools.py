@@ -1,18 +1,20 @@
 """Map tools of the dock panel: clicking examples for similarity, and labelling points or polygons."""
 
-from qgis.core import QgsGeometry, QgsPointXY, QgsWkbTypes
+from qgis.core import QgsGeometry, QgsPointXY
 from qgis.gui import QgsMapToolEmitPoint, QgsRubberBand
 from qgis.PyQt.QtCore import Qt, pyqtSignal
 from qgis.PyQt.QtGui import QColor
+
+from ..qgis_compat import GEOMETRY_POLYGON
 
 NEW, ADD, NEGATIVE = "new", "add", "negative"
 
 
 def click_mode(modifiers):
     """What a click means: Shift adds an example, Alt adds a counter-example, a plain click starts over."""
-    if modifiers & Qt.AltModifier:
+    if modifiers & Qt.KeyboardModifier.AltModifier:
         return NEGATIVE
-    if modifiers & Qt.ShiftModifier:
+    if modifiers & Qt.KeyboardModifier.ShiftModifier:
         return ADD
     return NEW
 
@@ -23,8 +25,9 @@ class ExampleTool(QgsMapToolEmitPoint):
     picked = pyqtSignal(QgsPointXY, str)
 
     def canvasReleaseEvent(self, event):  # noqa: N802 - QGIS API
-        if event.button() == Qt.LeftButton:
-            self.picked.emit(self.toMapCoordinates(event.pos()), click_mode(event.modifiers()))
+        if event.button() == Qt.MouseButton.LeftButton:
+            # the map point QGIS computed for the click (unsnapped); QMouseEvent.pos() is deprecated in Qt 6
+            self.picked.emit(event.originalMapPoint(), click_mode(event.modifiers()))
 
 
 class PointLabelTool(QgsMapToolEmitPoint):
@@ -33,8 +36,8 @@ class PointLabelTool(QgsMapToolEmitPoint):
     placed = pyqtSignal(QgsPointXY)
 
     def canvasReleaseEvent(self, event):  # noqa: N802 - QGIS API
-        if event.button() == Qt.LeftButton:
-            self.placed.emit(self.toMapCoordinates(event.pos()))
+        if event.button() == Qt.MouseButton.LeftButton:
+            self.placed.emit(event.originalMapPoint())
 
 
 class PolygonLabelTool(QgsMapToolEmitPoint):
@@ -48,28 +51,28 @@ class PolygonLabelTool(QgsMapToolEmitPoint):
     def __init__(self, canvas):
         super().__init__(canvas)
         self.vertices = []
-        self.band = QgsRubberBand(canvas, QgsWkbTypes.PolygonGeometry)
+        self.band = QgsRubberBand(canvas, GEOMETRY_POLYGON)
         self.band.setColor(QColor(255, 160, 0, 90))
         self.band.setStrokeColor(QColor(255, 120, 0))
         self.band.setWidth(2)
 
     def canvasReleaseEvent(self, event):  # noqa: N802 - QGIS API
-        point = self.toMapCoordinates(event.pos())
-        if event.button() == Qt.LeftButton:
+        point = event.originalMapPoint()
+        if event.button() == Qt.MouseButton.LeftButton:
             self.vertices.append(point)
             self.band.addPoint(point)
-        elif event.button() == Qt.RightButton:
+        elif event.button() == Qt.MouseButton.RightButton:
             if len(self.vertices) >= 3:
                 self.drawn.emit(QgsGeometry.fromPolygonXY([self.vertices + [self.vertices[0]]]))
             self.reset()
 
     def keyPressEvent(self, event):  # noqa: N802 - QGIS API
-        if event.key() == Qt.Key_Escape:
+        if event.key() == Qt.Key.Key_Escape:
             self.reset()
 
     def reset(self):
         self.vertices = []
-        self.band.reset(QgsWkbTypes.PolygonGeometry)
+        self.band.reset(GEOMETRY_POLYGON)
 
     def deactivate(self):
         self.reset()

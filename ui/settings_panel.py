@@ -12,10 +12,10 @@ class SettingsPanel(QWidget):
         self.dock = dock
         form = QFormLayout()
         self.cache_dir = QgsFileWidget()
-        self.cache_dir.setStorageMode(QgsFileWidget.GetDirectory)
+        self.cache_dir.setStorageMode(QgsFileWidget.StorageMode.GetDirectory)
         form.addRow(self.tr("Cache folder"), self.cache_dir)
         self.output_dir = QgsFileWidget()
-        self.output_dir.setStorageMode(QgsFileWidget.GetDirectory)
+        self.output_dir.setStorageMode(QgsFileWidget.StorageMode.GetDirectory)
         self.output_dir.lineEdit().setPlaceholderText(self.tr("empty: temporary files, deleted when QGIS quits"))
         form.addRow(self.tr("Output folder"), self.output_dir)
         self.mirror = QLineEdit()

@@ -26,7 +26,7 @@ class SimilarityPanel(QWidget):
         self.tool.deactivated.connect(lambda: self.pick_button.setChecked(False))
         hint = QLabel(self.tr("Click: a new example · Shift+click: one more example · Alt+click: a counter-example"))
         hint.setWordWrap(True)
-        self.threshold = QSlider(Qt.Horizontal)
+        self.threshold = QSlider(Qt.Orientation.Horizontal)
         self.threshold.setRange(-100, 100)
         self.threshold.setValue(-100)
         self.threshold.valueChanged.connect(self.apply_threshold)

@@ -1,9 +1,9 @@
 """Sample & resample tab: embeddings at the points of a layer, and the embedding layer on another grid."""
 
-from qgis.core import QgsMapLayerProxyModel
 from qgis.gui import QgsMapLayerComboBox
 from qgis.PyQt.QtWidgets import QComboBox, QDoubleSpinBox, QFormLayout, QGroupBox, QPushButton, QVBoxLayout, QWidget
 
+from ..qgis_compat import LAYER_FILTER_POINT
 from .runner import load_into_project
 
 MODES = ("auto", "nearest", "aggregate")
@@ -16,7 +16,7 @@ class ToolsPanel(QWidget):
         sample_box = QGroupBox(self.tr("Sample embeddings at points"))
         sample_form = QFormLayout(sample_box)
         self.points = QgsMapLayerComboBox()
-        self.points.setFilters(QgsMapLayerProxyModel.PointLayer)
+        self.points.setFilters(LAYER_FILTER_POINT)
         sample_form.addRow(self.tr("Points"), self.points)
         self.sample_button = QPushButton(self.tr("Sample"))
         self.sample_button.clicked.connect(self.sample)

@@ -20,6 +20,7 @@ from osgeo import gdal, osr
 
 from .. import catalog
 from ..errors import GeoEmbedError
+from ..raster.gdal_io import gdal_call
 from ..raster.geotiff_tile import nonzero_valid
 from ..raster.planning import extent_lonlat
 from .pixel_geotiff import header_matches, plan_geotiffs
@@ -67,8 +68,17 @@ def plan(request, log, client=None):
         log.info(f"Read the rows of the extent from {os.path.basename(npz[0])} (npz has no georeferencing: ERA5 grid assumed).")
     try:
         mosaic = plan_geotiffs(
-            request, log, PRODUCT, TIF, "embed_map_*.tif or embed_map_*.npz", nonzero_valid, expect, band_names,
-            utm_default=False, notes=["All-zero vectors (empty cells, mostly ocean) are nodata."], year=None,
+            request,
+            log,
+            PRODUCT,
+            TIF,
+            "embed_map_*.tif or embed_map_*.npz",
+            nonzero_valid,
+            expect,
+            band_names,
+            utm_default=False,
+            notes=["All-zero vectors (empty cells, mostly ocean) are nodata."],
+            year=None,
         )
     except BaseException:
         if scratch:
@@ -94,9 +104,17 @@ def npz_window_to_geotiff(npz_path, wgs84, folder):
         with zipfile.ZipFile(npz_path) as archive, archive.open(_member(archive, npz_path)) as stream:
             shape, dtype = _read_npy_header(stream, npz_path)
             dims = shape[2]
-            dataset = gdal.GetDriverByName("GTiff").Create(
-                path, col1 - col0, row1 - row0, dims, gdal.GDT_Float32, ["TILED=YES", "COMPRESS=DEFLATE", "INTERLEAVE=BAND"]
+            dataset, messages = gdal_call(
+                gdal.GetDriverByName("GTiff").Create,
+                path,
+                col1 - col0,
+                row1 - row0,
+                dims,
+                gdal.GDT_Float32,
+                ["TILED=YES", "COMPRESS=DEFLATE", "INTERLEAVE=BAND"],
             )
+            if dataset is None:
+                raise GeoEmbedError(f"Cannot create {path}: {messages[-1] if messages else 'GDAL gave no reason'}")
             dataset.SetGeoTransform((GEOTRANSFORM[0] + col0 * 0.25, 0.25, 0.0, GEOTRANSFORM[3] - row0 * 0.25, 0.0, -0.25))
             srs = osr.SpatialReference()
             srs.ImportFromEPSG(4326)
@@ -106,7 +124,11 @@ def npz_window_to_geotiff(npz_path, wgs84, folder):
             for row in range(row0, row1):
                 data = np.frombuffer(_read_exactly(stream, row_bytes, npz_path), dtype=dtype).reshape(COLS, dims)
                 window = np.ascontiguousarray(data[col0:col1].T.astype(np.float32))
-                dataset.WriteRaster(0, row - row0, col1 - col0, 1, window.tobytes(), buf_type=gdal.GDT_Float32)
+                status, messages = gdal_call(
+                    dataset.WriteRaster, 0, row - row0, col1 - col0, 1, window.tobytes(), buf_type=gdal.GDT_Float32
+                )
+                if status != 0:
+                    raise GeoEmbedError(f"Writing {path} failed: {messages[-1] if messages else 'GDAL gave no reason'}")
             dataset = None
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)

@@ -50,7 +50,14 @@ def recognise_source(source):
 
 def plan(request, log, client=None):
     return plan_geotiffs(
-        request, log, PRODUCT, NAME, "SDC30_EBD_V001_{MGRS}_{year}.tif files", decode, expect, BAND_NAMES,
-        utm_default=True, notes=["12 monthly FSQ codes decoded to 6 values each (band 13, QA, is not included)."],
+        request,
+        log,
+        PRODUCT,
+        NAME,
+        "SDC30_EBD_V001_{MGRS}_{year}.tif files",
+        decode,
+        expect,
+        BAND_NAMES,
+        utm_default=True,
+        notes=["12 monthly FSQ codes decoded to 6 values each (band 13, QA, is not included)."],
     )
-

@@ -39,6 +39,15 @@ def _expect_togo(dataset):
 def plan(request, log, client=None):
     log.info(NOTE)
     return plan_geotiffs(
-        request, log, PRODUCT, NAME, "Togo_Presto_embeddings_*.tif files", nonzero_valid, expect, BAND_NAMES,
-        utm_default=False, notes=[NOTE], year=PRODUCT.years[0],
+        request,
+        log,
+        PRODUCT,
+        NAME,
+        "Togo_Presto_embeddings_*.tif files",
+        nonzero_valid,
+        expect,
+        BAND_NAMES,
+        utm_default=False,
+        notes=[NOTE],
+        year=PRODUCT.years[0],
     )

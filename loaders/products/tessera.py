@@ -114,8 +114,7 @@ class ExportTile(GeoTiffTile):
 
 def _export_tile(path, landmasks):
     dataset = open_raster(path)
-    band = dataset.GetRasterBand(1)
-    if dataset.RasterCount != 128 or band.DataType != gdal.GDT_Float32:
+    if dataset.RasterCount != 128 or dataset.GetRasterBand(1).DataType != gdal.GDT_Float32:
         raise GeoEmbedError(f"{os.path.basename(path)} is not a Tessera export: expected 128 Float32 bands.")
     match = EXPORT.match(os.path.basename(path))
     tile = ExportTile(path, dataset, landmasks.get(f"grid_{match.group(1)}_{match.group(2)}"))

@@ -54,7 +54,9 @@ class EmbeddingTiff(EmbeddingRaster):
         """The whole raster at most max_size pixels on its longer side (nearest), and the coarse grid."""
         scale = max(1.0, max(self.grid.width, self.grid.height) / max_size)
         width, height = max(1, round(self.grid.width / scale)), max(1, round(self.grid.height / scale))
-        values = self._dataset.ReadAsArray(
+        values = read_window(
+            self._dataset,
+            self.location,
             0,
             0,
             self.grid.width,
@@ -63,10 +65,6 @@ class EmbeddingTiff(EmbeddingRaster):
             buf_ysize=height,
             resample_alg=gdal.GRIORA_NearestNeighbour,
         )
-        if values is None:
-            raise GeoEmbedError(f"Cannot read {self.location}.")
-        if values.ndim == 2:
-            values = values[np.newaxis]
         grid = Grid(
             self.grid.crs,
             self.grid.x0,

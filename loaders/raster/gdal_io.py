@@ -4,6 +4,11 @@ Remote rasters: range_check decides first (one small Range request) whether /vsi
 in parts. GDAL itself retries HTTP 429/5xx and timeouts (GDAL_HTTP_MAX_RETRY, GDAL_HTTP_RETRY_DELAY);
 a connection dropped mid-response is not retried by GDAL, so a failed open or block read of a URL is
 tried again here (after clearing GDAL's cache of that URL, which may hold the cut-short bytes).
+
+GDAL's Python bindings return None on failure unless something in the process called gdal.UseExceptions()
+(QGIS 3.44's Processing plugin does, and GDAL 4 will by default); then they raise RuntimeError, and GDAL 3.7+
+puts all its messages into it, over several lines. Every GDAL call here goes through gdal_call(), which gives the
+same one-line errors either way.
 """
 
 import os
@@ -18,6 +23,7 @@ from ..errors import GeoEmbedError, RemoteError
 from ..remote.locations import is_url
 from ..remote.range_check import raster_location
 
+OPEN_FLAGS = gdal.OF_RASTER | gdal.OF_READONLY | gdal.OF_VERBOSE_ERROR
 OPEN_RETRIES = 2
 READ_RETRIES = 2
 RETRY_BACKOFF_S = 1.0  # doubled on each further try
@@ -67,6 +73,36 @@ def gdal_errors(http_warnings=False):
         gdal.PopErrorHandler()
 
 
+CAUSE_PREFIX = "May be caused by: "
+
+
+def exception_messages(error):
+    """GDAL's messages in a RuntimeError it raised, first one first, each on one line.
+
+    GDAL 3.7+ raises "last message\nMay be caused by: earlier\nMay be caused by: first" (the order is reversed
+    here to match what an error handler collects); older GDAL raises the last message only.
+    """
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    lines = [line[len(CAUSE_PREFIX) :] if line.startswith(CAUSE_PREFIX) else line for line in lines]
+    return [" ".join(line.split()) for line in reversed(lines)]
+
+
+def gdal_call(function, *args, http_warnings=False, **kwargs):
+    """function(*args, **kwargs) -> (result, messages), the same whether GDAL raises exceptions or not.
+
+    result is None when GDAL failed (it returned None or raised); messages are GDAL's, one line each, first one
+    first (see gdal_errors). With exceptions on, GDAL 3.7+ sends its failures to the exception rather than to the
+    pushed handler, so the messages come from both.
+    """
+    with gdal_errors(http_warnings) as messages:
+        try:
+            result = function(*args, **kwargs)
+        except RuntimeError as error:
+            messages.extend(message for message in exception_messages(error) if message not in messages)
+            result = None
+    return result, messages
+
+
 @contextmanager
 def remote_options():
     """Thread-local GDAL options for HTTP range reads (Processing runs algorithms in worker threads)."""
@@ -87,8 +123,8 @@ def open_raster(location, client=None):
     for attempt in range(OPEN_RETRIES + 1 if _remote(path) else 1):
         if attempt:
             _before_retry(path, attempt)
-        with remote_options(), gdal_errors(http_warnings=True) as messages:
-            dataset = gdal.OpenEx(path, gdal.OF_RASTER | gdal.OF_READONLY | gdal.OF_VERBOSE_ERROR)
+        with remote_options():
+            dataset, messages = gdal_call(gdal.OpenEx, path, OPEN_FLAGS, http_warnings=True)
         if dataset is not None:
             return dataset
         if any("not recognized as" in message for message in messages):
@@ -113,8 +149,10 @@ def _reason(messages, path=None):
             code = int(match.group(1))
             return f"HTTP {code}" if code else "no answer from the server (timeout or dropped connection)"
     message = messages[-1]
-    if path and message.startswith(path):
-        message = message[len(path) :].lstrip(":, ")
+    for name in (path, os.path.basename(path or "")):  # GDAL 3.13 names the file without its folder
+        if name and message.startswith(name):
+            message = message[len(name) :].lstrip(":, ")
+            break
     return message.rstrip(".")
 
 
@@ -126,14 +164,17 @@ def is_signed_byte(dataset):
     return band.DataType == gdal.GDT_Byte and band.GetMetadataItem("PIXELTYPE", "IMAGE_STRUCTURE") == "SIGNEDBYTE"
 
 
-def read_window(dataset, location, col, row, width, height):
-    """All bands of a pixel window as (bands, height, width), in the raw orientation of the file."""
+def read_window(dataset, location, col, row, width, height, **options):
+    """All bands of a pixel window as (bands, height, width), in the raw orientation of the file.
+
+    options go to ReadAsArray (buf_xsize, buf_ysize and resample_alg read the window decimated)."""
     path = dataset.GetDescription()
     for attempt in range(READ_RETRIES + 1 if _remote(path) else 1):
         if attempt:
             _before_retry(path, attempt)
-        with remote_options(), gdal_errors(http_warnings=True) as messages:
-            array = dataset.ReadAsArray(int(col), int(row), int(width), int(height))
+        with remote_options():
+            window = (int(col), int(row), int(width), int(height))
+            array, messages = gdal_call(dataset.ReadAsArray, *window, http_warnings=True, **options)
         if array is not None:
             return array[np.newaxis] if array.ndim == 2 else array
     reason = _reason(messages, path) if messages else "read failed"
@@ -149,7 +190,7 @@ def crs_string(dataset):
     if srs is None:
         return None
     srs = srs.Clone()
-    srs.AutoIdentifyEPSG()
+    gdal_call(srs.AutoIdentifyEPSG)  # fails (raises, with exceptions on) for a CRS without an EPSG code: fine
     code = srs.GetAuthorityCode(None)
     if srs.GetAuthorityName(None) == "EPSG" and code:
         return f"EPSG:{code}"
@@ -159,6 +200,7 @@ def crs_string(dataset):
 def crs_wkt(crs):
     """WKT (GDAL's flavour) for any CRS string pyproj or GDAL understands."""
     srs = osr.SpatialReference()
-    if srs.SetFromUserInput(crs) != 0:
+    status, _ = gdal_call(srs.SetFromUserInput, crs)
+    if status != 0:
         raise GeoEmbedError(f"Unknown CRS '{crs}'; give an EPSG code such as EPSG:32631.")
     return srs.ExportToWkt()

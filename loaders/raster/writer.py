@@ -15,7 +15,7 @@ from osgeo import gdal, gdal_array
 from ... import __about__
 from ..errors import Cancelled, GeoEmbedError
 from ..model import NODATA
-from .gdal_io import crs_wkt, gdal_errors
+from .gdal_io import crs_wkt, gdal_call, gdal_errors
 
 BLOCK = 512  # pixels per side of the blocks read and written at once (64 bands x 512^2 float32 = 64 MiB)
 GEOTIFF_EXTENSIONS = (".tif", ".tiff")
@@ -142,15 +142,18 @@ def write_rasters(grid, specs, produce, progress=None, is_cancelled=None, block=
                 values = values.astype(gdal_array.GDALTypeCodeToNumericTypeCode(spec.data_type), copy=False)
                 np.copyto(values, values.dtype.type(spec.nodata), where=~data.valid[np.newaxis])
                 for index in range(values.shape[0]):
-                    dataset.GetRasterBand(index + 1).WriteArray(np.ascontiguousarray(values[index]), window.col, window.row)
+                    band = dataset.GetRasterBand(index + 1)
+                    status, messages = gdal_call(band.WriteArray, np.ascontiguousarray(values[index]), window.col, window.row)
+                    if status != 0:
+                        raise GeoEmbedError(f"Writing {spec.path} failed: {_last(messages)}; check the free disk space.")
             if progress:
                 progress(done / total)
         for index, spec in enumerate(specs):
             with gdal_errors() as messages:
-                datasets[index].FlushCache()
-                datasets[index] = None
-            if messages:
-                raise GeoEmbedError(f"Writing {spec.path} failed: {messages[-1]}.")
+                _, flush_messages = gdal_call(datasets[index].FlushCache)
+                datasets[index] = None  # closing writes what is left
+            if flush_messages or messages:
+                raise GeoEmbedError(f"Writing {spec.path} failed: {_last(flush_messages + messages)}.")
         for spec, tmp in zip(specs, temps):
             if os.path.exists(spec.path + ".aux.xml"):
                 os.remove(spec.path + ".aux.xml")  # stale statistics of a previous file
@@ -163,13 +166,16 @@ def write_rasters(grid, specs, produce, progress=None, is_cancelled=None, block=
         raise
 
 
+def _last(messages):
+    return messages[-1].rstrip(".") if messages else "GDAL gave no reason"
+
+
 def _create(spec, tmp, grid):
-    with gdal_errors() as messages:
-        dataset = gdal.GetDriverByName("GTiff").Create(
-            tmp, grid.width, grid.height, len(spec.band_names), spec.data_type, creation_options(spec.data_type)
-        )
+    driver = gdal.GetDriverByName("GTiff")
+    size = (grid.width, grid.height, len(spec.band_names), spec.data_type)
+    dataset, messages = gdal_call(driver.Create, tmp, *size, creation_options(spec.data_type))
     if dataset is None:
-        raise GeoEmbedError(f"Cannot create {spec.path}: {messages[-1] if messages else 'GDAL refused'}.")
+        raise GeoEmbedError(f"Cannot create {spec.path}: {_last(messages)}.")
     dataset.SetGeoTransform(grid.geotransform)
     dataset.SetProjection(crs_wkt(grid.crs))
     dataset.SetMetadata({**spec.metadata, "GEOEMBED_VERSION": __about__.__version__})

@@ -29,7 +29,10 @@ REPO = Path(__file__).resolve().parents[2]
 PACKAGE_SCRIPT = REPO / "tools" / "package.py"
 PLUGIN = "geoembed"
 # The plugin's top level as the task defines it; nothing else may ship.
-REQUIRED_TOP = {"metadata.txt", "__init__.py", "__about__.py", "plugin.py", "providers", "loaders", "analysis", "ui", "resources"}
+REQUIRED_TOP = {
+    *("metadata.txt", "__init__.py", "__about__.py", "plugin.py", "qgis_compat.py"),
+    *("providers", "loaders", "analysis", "ui", "resources"),
+}
 ALLOWED_TOP = REQUIRED_TOP | {"LICENSE"}
 # Repository content that is not the plugin.
 NOT_PLUGIN = {"tests", "bench", "build", "tools", "docs", "requirements", "dev.sh", "pyproject.toml", "README.md", ".ci"}

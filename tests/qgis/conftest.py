@@ -110,3 +110,17 @@ def project():
     yield project
     for layer_id in set(project.mapLayers()) - before:
         project.removeMapLayer(layer_id)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def layer_tree_view(qgis_iface):
+    """A real layer tree view for pytest-qgis's stand-in iface (its own is a mock): Processing's result handling on
+    QGIS 3.44 passes iface.layerTreeView() to C++, which refuses anything else, as runAndLoadResults does in QGIS."""
+    from qgis.core import QgsLayerTreeModel
+    from qgis.gui import QgsLayerTreeView
+
+    view = QgsLayerTreeView()
+    model = QgsLayerTreeModel(QgsProject.instance().layerTreeRoot())
+    view.setModel(model)
+    qgis_iface.layerTreeView = lambda: view
+    yield view

@@ -17,9 +17,9 @@ from qgis.core import (
     QgsProcessingException,
     QgsProcessingFeedback,
     QgsProject,
-    QgsRaster,
 )
 
+from geoembed.qgis_compat import IDENTIFY_VALUE
 from tests.fixtures.aef import PATCH_DEG, expected_values, patch_centre
 
 ALGORITHM_ID = "geoembed:load"
@@ -134,7 +134,7 @@ def read_points(layer, lonlats, bands):
     for lon, lat in lonlats:
         point = transform.transform(QgsPointXY(lon, lat))
         assert extent.contains(point), f"{lon:.4f},{lat:.4f} falls outside the layer"
-        identified = provider.identify(point, QgsRaster.IdentifyFormatValue)
+        identified = provider.identify(point, IDENTIFY_VALUE)
         assert identified.isValid(), identified.error().message()
         samples = {band: provider.sample(point, band) for band in bands}
         readings[(lon, lat)] = (identified.results(), samples)

@@ -25,13 +25,12 @@ from qgis.core import (
     QgsProcessingException,
     QgsProcessingFeedback,
     QgsProcessingOutputLayerDefinition,
-    QgsRaster,
     QgsRasterLayer,
     QgsSingleBandPseudoColorRenderer,
     QgsVectorLayer,
 )
-from qgis.PyQt.QtCore import QVariant
 
+from geoembed.qgis_compat import FIELD_DOUBLE, IDENTIFY_VALUE
 from tests.fixtures.aef import PATCH_DEG, expected_values, patch_centre
 
 from .helpers import error_message
@@ -295,9 +294,9 @@ def read_band(path, band=1):
     layer = QgsRasterLayer(str(path), "read", "gdal")
     assert layer.isValid(), f"QGIS cannot open {path}"
     provider = layer.dataProvider()
-    assert provider.dataType(band) == Qgis.Float32
+    assert provider.dataType(band) == Qgis.DataType.Float32
     block = provider.block(band, layer.extent(), layer.width(), layer.height())
-    assert block.isValid() and block.dataType() == Qgis.Float32
+    assert block.isValid() and block.dataType() == Qgis.DataType.Float32
     out = np.frombuffer(bytes(block.data()), dtype=np.float32).reshape(layer.height(), layer.width()).astype(np.float64)
     if block.hasNoDataValue():
         out[out == block.noDataValue()] = np.nan
@@ -325,7 +324,7 @@ def test_sample_adds_one_double_field_per_band_with_the_raster_values(embedding,
     out = run("sample", {"INPUT": embedding.path, "POINTS": layer, "OUTPUT": "TEMPORARY_OUTPUT"}, feedback)["OUTPUT"]
     assert out.fields().names() == ["cls", "n", *BANDS]
     for name in BANDS:
-        assert out.fields().field(name).type() == QVariant.Double, name
+        assert out.fields().field(name).type() == FIELD_DOUBLE, name
     assert out.crs().authid() == crs
     assert out.featureCount() == len(chosen)
     assert feedback.warnings == []
@@ -627,7 +626,8 @@ def test_similarity_query_outside_fails_in_one_line(embedding, tmp_path):
 def _assert_heatmap_style(layer):
     renderer = layer.renderer()
     assert isinstance(renderer, QgsSingleBandPseudoColorRenderer), type(renderer).__name__
-    assert renderer.band() == 1
+    # inputBand() replaces band() (deprecated in newer QGIS; QGIS 3.22 has only band())
+    assert (renderer.inputBand() if hasattr(renderer, "inputBand") else renderer.band()) == 1
     assert (renderer.classificationMin(), renderer.classificationMax()) == (-1.0, 1.0)
 
 
@@ -657,7 +657,8 @@ def test_similarity_load_on_completion_uses_a_pseudocolor_renderer(embedding, pr
     parameters = {"INPUT": embedding.path, "QUERY": query, "OUTPUT": QgsProcessingOutputLayerDefinition(output, project)}
     results, ok = QgsProcessingAlgorithm.run(algorithm, parameters, context, feedback, {}, False)
     assert ok and results["OUTPUT"] == output
-    assert handleAlgorithmResults(algorithm, context, feedback, False, parameters)
+    # Keywords only: QGIS 3.44 dropped the showResults argument that 3.22 had in fourth place.
+    assert handleAlgorithmResults(algorithm, context, feedback, parameters=parameters)
     loaded = [layer for layer_id, layer in project.mapLayers().items() if layer_id not in before]
     assert [layer.source() for layer in loaded] == [output]
     _assert_heatmap_style(loaded[0])
@@ -720,7 +721,7 @@ def test_resample_aggregate_equals_brute_force_sum_normalised(embedding, aggrega
     for index in np.linspace(0, len(rows) - 1, 12).astype(int):
         row, col = rows[index], cols[index]
         point = QgsPointXY(embedding.x0 + (col + 0.5) * 50, embedding.y0 - (row + 0.5) * 50)
-        identified = provider.identify(point, QgsRaster.IdentifyFormatValue).results()
+        identified = provider.identify(point, IDENTIFY_VALUE).results()
         got = np.array([identified[b] for b in range(1, 65)], dtype=np.float64)
         assert np.abs(got - expected[:, row, col]).max() < TOLERANCE, (row, col)
         assert abs(np.linalg.norm(got) - 1.0) < 1e-5

@@ -85,7 +85,7 @@ def read_byte(path):
     layer = QgsRasterLayer(str(path), "mask", "gdal")
     assert layer.isValid(), f"QGIS cannot open {path}"
     provider = layer.dataProvider()
-    assert provider.dataType(1) == Qgis.Byte
+    assert provider.dataType(1) == Qgis.DataType.Byte
     block = provider.block(1, layer.extent(), layer.width(), layer.height())
     values = np.frombuffer(bytes(block.data()), dtype=np.uint8).reshape(layer.height(), layer.width())
     return values, block.noDataValue() if block.hasNoDataValue() else None, layer

@@ -80,9 +80,9 @@ def qgis_bands(path):
     provider = layer.dataProvider()
     out = []
     for band in range(1, layer.bandCount() + 1):
-        assert provider.dataType(band) == Qgis.Byte, f"band {band} is not Byte"
+        assert provider.dataType(band) == Qgis.DataType.Byte, f"band {band} is not Byte"
         block = provider.block(band, layer.extent(), layer.width(), layer.height())
-        assert block.isValid() and block.dataType() == Qgis.Byte
+        assert block.isValid() and block.dataType() == Qgis.DataType.Byte
         out.append(np.frombuffer(bytes(block.data()), dtype=np.uint8).reshape(layer.height(), layer.width()))
     return np.stack(out), layer
 

@@ -14,6 +14,8 @@ from pyproj import Geod, Transformer
 from qgis.core import QgsProject, QgsVectorLayer
 from qgis.PyQt.QtCore import QVariant
 
+from geoembed.qgis_compat import FIELD_DOUBLE, FIELD_INT
+
 ALGORITHM_ID = "geoembed:catalog"
 PUBLISHED_IDS = ["aef", "tessera", "clay", "earth-index", "major-tom", "copernicus-embed", "presto", "esd"]
 PRODUCT_IDS = [*PUBLISHED_IDS, "generic"]  # generic: any other embedding raster, its resolution and size from the file
@@ -141,9 +143,9 @@ def test_memory_table_types(memory_with_extent):
     assert layer.featureCount() == len(PRODUCT_IDS)
     assert sorted(rows_of(layer)) == sorted(PRODUCT_IDS)
     for name in DOUBLE_COLUMNS:
-        assert layer.fields().field(name).type() == QVariant.Double, name
+        assert layer.fields().field(name).type() == FIELD_DOUBLE, name
     for name in ("dims", "bytes_per_vector"):
-        assert layer.fields().field(name).type() == QVariant.Int, name
+        assert layer.fields().field(name).type() == FIELD_INT, name
 
 
 def test_aef_storage_equals_an_independent_computation(memory_with_extent):

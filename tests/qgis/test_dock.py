@@ -51,11 +51,11 @@ def wait_for(run, timeout=120.0):
     return run
 
 
-def click(tool, canvas, point, button=Qt.LeftButton, modifiers=Qt.NoModifier):
+def click(tool, canvas, point, button=Qt.MouseButton.LeftButton, modifiers=Qt.KeyboardModifier.NoModifier):
     """A mouse release on the canvas at a map point (in the canvas CRS), delivered to a map tool."""
     pixel = canvas.getCoordinateTransform().transform(point)
     position = QPoint(round(pixel.x()), round(pixel.y()))
-    event = QgsMapMouseEvent(canvas, QEvent.MouseButtonRelease, position, button, button, modifiers)
+    event = QgsMapMouseEvent(canvas, QEvent.Type.MouseButtonRelease, position, button, button, modifiers)
     tool.canvasReleaseEvent(event)
 
 
@@ -150,7 +150,7 @@ def settle(timeout=60.0):
         time.sleep(0.01)
     for _ in range(3):
         QCoreApplication.processEvents()
-        QCoreApplication.sendPostedEvents(None, QEvent.DeferredDelete)
+        QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
 
 
 @pytest.fixture()
@@ -163,7 +163,7 @@ def plugin(iface, saved_settings, tmp_path):
     yield plugin
     settle()
     plugin.unload()
-    QCoreApplication.sendPostedEvents(None, QEvent.DeferredDelete)
+    QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
     QgsProject.instance().removeAllMapLayers()
     settle()
 
@@ -213,7 +213,7 @@ def test_panel_action_shows_the_dock_and_unload_removes_everything(iface):
     assert iface.mapCanvas().mapTool() is dock.label_panel.polygon_tool
     assert not dock.similarity_panel.pick_button.isChecked()
     plugin.unload()
-    QCoreApplication.sendPostedEvents(None, QEvent.DeferredDelete)
+    QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
     assert iface.mapCanvas().mapTool() is None
     assert ("removeDockWidget", dock) in iface.calls
     assert sip.isdeleted(dock)
@@ -297,7 +297,7 @@ def test_a_failing_load_says_one_line_in_the_message_bar_and_adds_nothing(dock, 
     panel.load_button.click()
     run = wait_for(dock.current)
     assert not run.ok
-    messages = iface.messageBar().get_messages(Qgis.Critical)
+    messages = iface.messageBar().get_messages(Qgis.MessageLevel.Critical)
     assert len(messages) == 1 and "\n" not in messages[0] and "Traceback" not in messages[0]
     assert "missing.tif" in messages[0]
     assert dock.status.text() == run.message.splitlines()[0]
@@ -326,7 +326,7 @@ def test_a_second_run_waits_for_the_first(dock, iface, tile_2024_31n):
     panel.load_button.click()
     first = dock.current
     assert dock.run("geoembed:catalog", {}) is None  # refused while busy, with a word in the message bar
-    assert any("still running" in m for m in iface.messageBar().get_messages(Qgis.Warning))
+    assert any("still running" in m for m in iface.messageBar().get_messages(Qgis.MessageLevel.Warning))
     wait_for(first)
     assert first.ok
 
@@ -353,7 +353,7 @@ def test_click_shift_click_and_alt_click_give_the_heatmap_to_the_examples(dock, 
     assert got[a] == pytest.approx(1.0, abs=1e-6)
     name = heatmap.name()
 
-    click(panel.tool, canvas, embeddings.centre(*b), modifiers=Qt.ShiftModifier)
+    click(panel.tool, canvas, embeddings.centre(*b), modifiers=Qt.KeyboardModifier.ShiftModifier)
     wait_for(dock.current)
     examples = layers_named("GeoEmbed examples")[0]
     assert sorted(embeddings.cell(f.geometry().asPoint()) for f in examples.getFeatures()) == sorted([a, b])
@@ -362,7 +362,7 @@ def test_click_shift_click_and_alt_click_give_the_heatmap_to_the_examples(dock, 
     expected = embeddings.cosine_to(a, b)
     np.testing.assert_allclose(got[embeddings.valid], expected[embeddings.valid], atol=1e-5)
 
-    click(panel.tool, canvas, embeddings.centre(*n), modifiers=Qt.AltModifier)
+    click(panel.tool, canvas, embeddings.centre(*n), modifiers=Qt.KeyboardModifier.AltModifier)
     wait_for(dock.current)
     assert layers_named("GeoEmbed counter-examples")[0].featureCount() == 1
     got = provider_values(panel.heatmap())
@@ -416,7 +416,7 @@ def test_top_k_button_drops_the_best_matches(dock, loaded):
 
 def test_a_click_without_an_embedding_layer_asks_for_one(dock, iface):
     dock.similarity_panel.pick(QgsPointXY(0, 0), "new")
-    assert any("embedding layer" in m for m in iface.messageBar().get_messages(Qgis.Warning))
+    assert any("embedding layer" in m for m in iface.messageBar().get_messages(Qgis.MessageLevel.Warning))
     assert dock.current is None
 
 
@@ -456,7 +456,7 @@ def test_label_points_and_polygons_then_train_shows_maps_and_confusion(dock, loa
     corners = [embeddings.centre(row + dr, col + dc) for dr, dc in ((-0.4, -0.4), (-0.4, 0.4), (0.4, 0.4), (0.4, -0.4))]
     for corner in corners:
         click(panel.polygon_tool, canvas, corner)
-    click(panel.polygon_tool, canvas, corners[0], button=Qt.RightButton)
+    click(panel.polygon_tool, canvas, corners[0], button=Qt.MouseButton.RightButton)
     polygons = layers_named("GeoEmbed labels (polygons)")[0]
     assert polygons.featureCount() == 1 and next(polygons.getFeatures())["class"] == "forest"
     training = panel.training_layer()
@@ -491,12 +491,12 @@ def test_label_points_and_polygons_then_train_shows_maps_and_confusion(dock, loa
 def test_training_without_labels_or_class_says_what_to_do(dock, iface, loaded):
     panel = dock.label_panel
     panel.add_point(embeddings_centre := loaded[1].centre(10, 10))
-    assert any("Add a class" in m for m in iface.messageBar().get_messages(Qgis.Warning))
+    assert any("Add a class" in m for m in iface.messageBar().get_messages(Qgis.MessageLevel.Warning))
     assert panel.train() is None
-    assert any("Label some points" in m for m in iface.messageBar().get_messages(Qgis.Warning))
+    assert any("Label some points" in m for m in iface.messageBar().get_messages(Qgis.MessageLevel.Warning))
     panel.add_class("a", QColor("red"))
     panel.add_class("a", QColor("red"))
-    assert any("already a class" in m for m in iface.messageBar().get_messages(Qgis.Warning))
+    assert any("already a class" in m for m in iface.messageBar().get_messages(Qgis.MessageLevel.Warning))
     panel.add_point(embeddings_centre)
     assert layers_named("GeoEmbed labels (points)")[0].featureCount() == 1
 
@@ -558,7 +558,8 @@ def test_screenshot_of_the_panel_beside_a_heatmap(dock, loaded, iface):
     QCoreApplication.processEvents()
     map_image, panel_image = canvas.grab().toImage(), dock.grab().toImage()
     assert not map_image.isNull() and not panel_image.isNull()
-    image = QImage(map_image.width() + panel_image.width(), max(map_image.height(), panel_image.height()), QImage.Format_RGB32)
+    width, height = map_image.width() + panel_image.width(), max(map_image.height(), panel_image.height())
+    image = QImage(width, height, QImage.Format.Format_RGB32)
     image.fill(QColor("white"))
     painter = QPainter(image)
     painter.drawImage(0, 0, map_image)

@@ -17,9 +17,10 @@ from qgis.core import (
     QgsCoordinateTransform,
     QgsPointXY,
     QgsProject,
-    QgsRaster,
     QgsRasterLayer,
 )
+
+from geoembed.qgis_compat import IDENTIFY_VALUE
 
 from .helpers import EXTENT, EXTENT_BOX, NODATA, RUNNERS, case_setup, check_values
 
@@ -38,7 +39,7 @@ def test_layer_is_a_north_up_float32_embedding_raster(load_case, case, product, 
     assert layer.crs().authid() == loaded["crs"]
     assert layer.bandCount() == 64
     provider = layer.dataProvider()
-    assert [provider.dataType(b) for b in range(1, 65)] == [Qgis.Float32] * 64  # never Byte: the int8 trap
+    assert [provider.dataType(b) for b in range(1, 65)] == [Qgis.DataType.Float32] * 64  # never Byte: the int8 trap
     for band in range(1, 65):
         assert layer.bandName(band).endswith(f"A{band - 1:02d}"), layer.bandName(band)
         assert provider.sourceHasNoDataValue(band)
@@ -113,7 +114,7 @@ def test_nodata_box_reads_as_nodata(load_case, case, product, runner, tile_2024_
         for band in (1, 2, 17, 64):
             value, ok = provider.sample(point, band)
             assert not ok or math.isnan(value), f"band {band} at {x},{y}: {value}"
-        results = provider.identify(point, QgsRaster.IdentifyFormatValue).results()
+        results = provider.identify(point, IDENTIFY_VALUE).results()
         assert all(results[band] is None for band in range(1, 65)), results
     assert provider.sourceNoDataValue(1) == NODATA
     # just outside the box (10 pixels east of its centre) the tile has values again

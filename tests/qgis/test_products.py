@@ -21,12 +21,12 @@ from qgis.core import (
     QgsCoordinateTransform,
     QgsPointXY,
     QgsProject,
-    QgsRaster,
     QgsRasterLayer,
     QgsVectorLayer,
     QgsWkbTypes,
 )
 
+from geoembed.qgis_compat import GEOMETRY_POINT, GEOMETRY_POLYGON, IDENTIFY_VALUE
 from tests.fixtures.all_products import build_all
 from tests.fixtures.fields import ring_contains, utm_epsg
 
@@ -63,7 +63,7 @@ class Case:
     year: int = None
     nodata_points: object = None  # info -> [(crs, x, y)] that must read as nodata
     rows: object = None  # patch products: info -> fixture rows [{"id", "date", "ring", "bounds", "embedding"}]
-    geometry: int = QgsWkbTypes.PolygonGeometry
+    geometry: object = GEOMETRY_POLYGON  # the output geometry type: GEOMETRY_POLYGON or GEOMETRY_POINT
     stable_deg: float = 0.0003  # pixel products: a prediction must hold this far (degrees) around a sampled point
 
 
@@ -170,7 +170,7 @@ CASES = {
         kind="patch",
         year=2024,
         rows=lambda i: _earth_index_rows(i, ("points",)),
-        geometry=QgsWkbTypes.PointGeometry,
+        geometry=GEOMETRY_POINT,
     ),
     "major-tom": Case(
         "major-tom",
@@ -309,7 +309,7 @@ def _thin(points, target):
 def read(layer, point, bands):
     """(identify values of every band (None = nodata), {band: (value, ok)} from sample())."""
     provider = layer.dataProvider()
-    identified = provider.identify(point, QgsRaster.IdentifyFormatValue)
+    identified = provider.identify(point, IDENTIFY_VALUE)
     assert identified.isValid(), identified.error().message()
     return identified.results(), {band: provider.sample(point, band) for band in bands}
 
@@ -337,7 +337,7 @@ def test_band_count_names_type_and_nodata(loaded, key):
     provider = layer.dataProvider()
     wrong_names = [(b, layer.bandName(b)) for b in range(1, len(names) + 1) if not layer.bandName(b).endswith(names[b - 1])]
     assert not wrong_names, f"{len(wrong_names)} band names differ, first: {wrong_names[:3]}; expected e.g. {names[0]}"
-    assert {provider.dataType(b) for b in range(1, len(names) + 1)} == {Qgis.Float32}
+    assert {provider.dataType(b) for b in range(1, len(names) + 1)} == {Qgis.DataType.Float32}
     assert all(provider.sourceHasNoDataValue(b) for b in range(1, len(names) + 1))
     assert {provider.sourceNoDataValue(b) for b in range(1, len(names) + 1)} == {NODATA}
 
@@ -451,7 +451,7 @@ def meets(bounds, box):
 def expected_patches(case, info):
     """Fixture rows meeting the EXTENT: bounding boxes overlap (for points: the point lies inside)."""
     rows = case.rows(info)
-    if case.geometry == QgsWkbTypes.PointGeometry:
+    if case.geometry == GEOMETRY_POINT:
         return [r for r in rows if meets((*r["centre"], *r["centre"]), case.box)]
     return [r for r in rows if meets(r["bounds"], case.box)]
 
@@ -502,7 +502,7 @@ def test_patch_embeddings_and_geometries_match_the_fixture(patches_layer, key):
         vector = json.loads(feature["embedding"])
         np.testing.assert_allclose(vector, row["embedding"], rtol=0, atol=TOLERANCE, err_msg=feature["id"])
         geometry = feature.geometry()
-        if case.geometry == QgsWkbTypes.PointGeometry:
+        if case.geometry == GEOMETRY_POINT:
             point = geometry.asPoint()
             assert (point.x(), point.y()) == pytest.approx(row["centre"], abs=1e-9)
         else:

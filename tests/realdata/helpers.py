@@ -30,6 +30,7 @@ MEASURED_SHA256 = {
 _PROVENANCE_ROW = re.compile(r"^\|\s*`([^`]+)`\s*\|[^|]*\|[^|]*\|\s*`([0-9a-f]{64})`\s*\|", re.MULTILINE)
 # Lines that are warnings of Python or GDAL, not the algorithm's own message.
 _WARNING_LINE = re.compile(r"^(\S+:\d+: \w*Warning:|Warning \d+:|Logged warning:)")
+_PYTHON_WARNING_LINE = re.compile(r"^\S+:\d+: \w*Warning:")  # followed by the source line, indented
 
 
 def realdata_folder():
@@ -113,6 +114,14 @@ def band_description(provider, band):
 
 
 def message_lines(text):
-    """The distinct non-empty lines of a run's output that are not Python/GDAL warnings."""
-    lines = (line.strip() for line in text.splitlines())
-    return sorted({line for line in lines if line and not _WARNING_LINE.match(line)})
+    """The distinct non-empty lines of a run's output that are not Python/GDAL warnings (a Python warning is followed
+    by the indented source line it points at, e.g. QGIS 3.44's own DeprecationWarnings under Python 3.14)."""
+    kept, after_python_warning = set(), False
+    for line in text.splitlines():
+        if after_python_warning and line[:1].isspace():
+            after_python_warning = False
+            continue
+        after_python_warning = bool(_PYTHON_WARNING_LINE.match(line.strip()))
+        if line.strip() and not _WARNING_LINE.match(line.strip()):
+            kept.add(line.strip())
+    return sorted(kept)

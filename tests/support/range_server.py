@@ -72,7 +72,7 @@ class RangeServer:
                     with server._lock:
                         server.bytes_by_path[path] += len(data)
 
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd = _Server(("127.0.0.1", 0), Handler)
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
 
     @property
@@ -95,3 +95,12 @@ class RangeServer:
     def __exit__(self, *exc):
         self._httpd.shutdown()
         self._httpd.server_close()
+
+
+class _Server(ThreadingHTTPServer):
+    """A listen queue as long as a real server's: GDAL 3.10+ reads the tiles of a window with many parallel range
+    requests, and socketserver's default of 5 pending connections drops the rest of such a burst (each then waits
+    for a TCP retransmission or GDAL's timeout, a minute or more)."""
+
+    request_queue_size = 128
+    daemon_threads = True
