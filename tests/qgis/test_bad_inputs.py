@@ -12,19 +12,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 from osgeo import gdal
-from qgis.core import QgsApplication, QgsFeature, QgsGeometry, QgsPointXY, QgsProcessingException, QgsVectorLayer
+from qgis.core import QgsApplication, QgsFeature, QgsGeometry, QgsPointXY, QgsVectorLayer
 
 from tests.fixtures.rasters import write_not_aef_tiff
 
-from .helpers import error_message
+from .refusals import assert_refused, run
 
 EXTENT = "5.975,6.02,44.99,45.02 [EPSG:4326]"
-
-
-def run(name, parameters):
-    import processing
-
-    return processing.run(f"geoembed:{name}", parameters)
 
 
 # --- inputs -------------------------------------------------------------------------------------------
@@ -413,12 +407,7 @@ def test_bad_input_gets_one_line_and_leaves_nothing(inputs, tmp_path, algorithm,
     out.mkdir()
     parameters = {key: str(value) if hasattr(value, "suffix") else value for key, value in build(inputs, out).items()}
     leftover_scratch = set(inputs.scratch.iterdir())
-    with pytest.raises(QgsProcessingException) as caught:
-        run(algorithm, parameters)
-    message = error_message(caught.value).strip()
-    assert "\n" not in message and "Traceback" not in message, message
-    assert all(word.lower() in message.lower() for word in words), f"{case}: {words} not in: {message}"
-    assert list(out.iterdir()) == [], f"{case} left {[p.name for p in out.iterdir()]}"
+    assert_refused(algorithm, parameters, words, out, case)
     assert set(inputs.scratch.iterdir()) == leftover_scratch  # inputs are never modified or added to
     shutil.rmtree(inputs.scratch)
 
