@@ -5,7 +5,6 @@ nearest centroid (cosine) that works without scikit-learn.
 """
 
 import importlib.util
-import pickle
 import platform
 
 import numpy as np
@@ -13,7 +12,8 @@ import numpy as np
 from .. import __about__
 from ..loaders.errors import GeoEmbedError
 from ..loaders.model import EmbeddingBlock
-from ..loaders.remote.locations import atomic_file
+from . import model_file
+from .predictors import CentroidPredictor, ModelDataError, from_estimator
 from .regions import unit
 
 METHODS = ("random_forest", "logistic_regression", "knn", "nearest_centroid")
@@ -21,29 +21,23 @@ SKLEARN_HINT = (
     "needs scikit-learn: on Debian/Ubuntu 'sudo apt install python3-sklearn', elsewhere 'python3 -m pip install "
     "scikit-learn' into QGIS's Python; METHOD=nearest_centroid works without it"
 )
-MODEL_FORMAT = "geoembed-model-1"
 
 
 def has_sklearn():
     return importlib.util.find_spec("sklearn") is not None
 
 
-class NearestCentroid:
-    """Cosine nearest centroid: each class is the normalised mean of its unit vectors."""
+class NearestCentroid(CentroidPredictor):
+    """Cosine nearest centroid: each class is the normalised mean of its unit vectors (predicts as CentroidPredictor)."""
+
+    def __init__(self):
+        super().__init__(np.zeros(0, dtype=np.int64), np.zeros((0, 0)))
 
     def fit(self, features, labels):
         self.classes_ = np.unique(labels)
         normed = unit(np.asarray(features, dtype=np.float64))
         self.centroids_ = unit(np.stack([normed[labels == c].mean(axis=0) for c in self.classes_]))
         return self
-
-    def predict_proba(self, features):
-        scores = unit(np.asarray(features, dtype=np.float64)) @ self.centroids_.T
-        weights = np.exp((scores - scores.max(axis=1, keepdims=True)) * 20.0)  # softmax over cosine, sharpened
-        return weights / weights.sum(axis=1, keepdims=True)
-
-    def predict(self, features):
-        return self.classes_[self.predict_proba(features).argmax(axis=1)]
 
 
 def make_model(method, seed=0):
@@ -126,16 +120,23 @@ def metrics(truth, predicted, classes):
 
 
 class TrainedModel:
-    """A fitted model with what is needed to apply it safely elsewhere."""
+    """A fitted model with what is needed to apply it safely elsewhere.
 
-    def __init__(self, estimator, class_names, band_names, product, method, report=None):
-        self.estimator = estimator
+    The estimator is kept as its numpy predictor (analysis/predictors.py): the class map train writes comes from the
+    same numbers, and the same code, as the one classify makes from the saved file.
+    """
+
+    def __init__(self, estimator, class_names, band_names, product, method, report=None, versions=None):
+        try:
+            self.estimator = from_estimator(estimator)
+        except ModelDataError as exc:
+            raise GeoEmbedError(f"The {method} model cannot be saved: {exc}.") from None
         self.class_names = list(class_names)
         self.band_names = tuple(band_names)
         self.product = product
         self.method = method
         self.report = report or {}
-        self.versions = {
+        self.versions = versions or {
             "geoembed": __about__.__version__,
             "numpy": np.__version__,
             "python": platform.python_version(),
@@ -158,23 +159,23 @@ class TrainedModel:
         return np.asarray(self.estimator.classes_)[best], probabilities[np.arange(len(best)), best]
 
     def save(self, path):
-        with atomic_file(path) as tmp, open(tmp, "wb") as out:
-            pickle.dump({"format": MODEL_FORMAT, "model": self}, out)
-        return path
+        """A data-only model file (analysis/model_file.py): no pickle, readable without scikit-learn."""
+        fields = {
+            "method": self.method,
+            "class_names": self.class_names,
+            "band_names": list(self.band_names),
+            "product": self.product,
+            "report": self.report,
+            "versions": self.versions,
+        }
+        return model_file.save(path, self.estimator, fields)
 
 
 def load_model(path):
-    """A TrainedModel saved by geoembed:train (pickle: only open model files you trust)."""
-    try:
-        with open(path, "rb") as handle:
-            payload = pickle.load(handle)
-    except FileNotFoundError:
-        raise GeoEmbedError(f"MODEL {path} does not exist; give a file saved by geoembed:train.") from None
-    except (Exception, MemoryError) as exc:  # a corrupt pickle can raise almost anything
-        raise GeoEmbedError(f"{path} is not a GeoEmbed model ({type(exc).__name__}); save one with geoembed:train.") from exc
-    if not isinstance(payload, dict) or payload.get("format") != MODEL_FORMAT:
-        raise GeoEmbedError(f"{path} is not a GeoEmbed model file; save one with geoembed:train.")
-    return payload["model"]
+    """A TrainedModel saved by geoembed:train; any other file (a pickle included: never unpickled) is a one-line
+    GeoEmbedError."""
+    fields, predictor = model_file.load(path)
+    return TrainedModel(predictor, **fields)
 
 
 def _sklearn_version():

@@ -24,6 +24,7 @@ class LoadRequest:
     crs: str = None
     resolution: float = None  # in the target CRS's units; default: the product's native resolution
     cache_dir: str = None
+    allow_paths_outside_mirror: bool = False  # tile paths of an index may leave its folder or host (confinement.py)
 
 
 @dataclass

@@ -5,13 +5,14 @@ import os
 import tempfile
 
 from .errors import GeoEmbedError, RemoteError
+from .limits import ImplausibleFile
 from .raster.embedding_tiff import EmbeddingTiff
 from .raster.gdal_io import open_raster
 from .raster.grid import Window
 from .remote.locations import is_url
 
 
-def open_embeddings(source, log, product="auto", client=None):
+def open_embeddings(source, log, product="auto", client=None, allow_paths_outside_mirror=False):
     """A north-up, de-quantised EmbeddingRaster over SOURCE, read block by block.
 
     A GeoTIFF written by geoembed:load is read directly; anything else goes through the product
@@ -27,7 +28,8 @@ def open_embeddings(source, log, product="auto", client=None):
     if _made_by_geoembed(source):
         return EmbeddingTiff(source)
     scratch = os.path.join(tempfile.gettempdir(), "geoembed-input.tif")
-    _, raster = plan(LoadRequest(output=scratch, product=product, source=source), log, client)
+    request = LoadRequest(output=scratch, product=product, source=source, allow_paths_outside_mirror=allow_paths_outside_mirror)
+    _, raster = plan(request, log, client)
     return raster
 
 
@@ -36,8 +38,8 @@ def _made_by_geoembed(source):
         return False
     try:
         dataset = open_raster(source)
-    except RemoteError:
-        raise  # unreachable or refused: trying again through the product loaders would only repeat it
+    except (RemoteError, ImplausibleFile):
+        raise  # unreachable, refused or implausible: trying again through the product loaders would only repeat it
     except GeoEmbedError:
         return False
     return bool((dataset.GetMetadata() or {}).get("GEOEMBED_PRODUCT"))

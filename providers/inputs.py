@@ -17,6 +17,7 @@ from ..loaders.errors import Cancelled
 from ..loaders.open import open_embeddings
 from ..loaders.remote.locations import is_url
 from ..qgis_compat import GEOMETRY_POINT, GEOMETRY_POLYGON
+from . import settings
 
 VSICURL = "/vsicurl/"
 
@@ -24,7 +25,9 @@ VSICURL = "/vsicurl/"
 def input_path(algorithm, parameters, name, context):
     """The file, folder or URL behind an INPUT value (a project layer, a layer id or a path)."""
     value = parameters.get(name)
-    if isinstance(value, str) and (os.path.isdir(value) or is_url(value)):
+    # A file path is handed over as it is: loading it as a QGIS layer first would read it (QGIS samples a new raster
+    # layer for its styling) before the loaders have checked its header (loaders/limits.py).
+    if isinstance(value, str) and (os.path.isdir(value) or is_url(value) or os.path.isfile(value)):
         return value
     layer = algorithm.parameterAsRasterLayer(parameters, name, context)
     if layer is not None:
@@ -41,7 +44,10 @@ def layer_location(source):
 
 
 def open_input(algorithm, parameters, context, log, name="INPUT"):
-    return open_embeddings(input_path(algorithm, parameters, name, context), log)
+    """The embeddings behind an INPUT; a mirror's index given as INPUT is confined to the mirror like geoembed:load's
+    SOURCE, as the GeoEmbed setting says (analysis algorithms have no parameter for it)."""
+    source = input_path(algorithm, parameters, name, context)
+    return open_embeddings(source, log, allow_paths_outside_mirror=settings.allow_paths_outside_mirror())
 
 
 def qgis_crs(crs):

@@ -10,6 +10,7 @@ from qgis.core import (
     QgsProcessingException,
     QgsProcessingOutputNumber,
     QgsProcessingOutputString,
+    QgsProcessingParameterBoolean,
     QgsProcessingParameterCrs,
     QgsProcessingParameterEnum,
     QgsProcessingParameterExtent,
@@ -65,6 +66,14 @@ class LoadAlgorithm(GeoEmbedAlgorithm):
         )
         resolution.setFlags(resolution.flags() | PARAMETER_ADVANCED)
         self.addParameter(resolution)
+        outside = QgsProcessingParameterBoolean(
+            "ALLOW_PATHS_OUTSIDE_MIRROR",
+            self.tr("Let the mirror's index point outside the mirror (other hosts, any local file)"),
+            defaultValue=settings.allow_paths_outside_mirror(),
+            optional=True,
+        )
+        outside.setFlags(outside.flags() | PARAMETER_ADVANCED)
+        self.addParameter(outside)
         self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT", self.tr("Embeddings")))
         self.addParameter(
             QgsProcessingParameterFileDestination(
@@ -99,6 +108,7 @@ class LoadAlgorithm(GeoEmbedAlgorithm):
             year=self.parameterAsInt(parameters, "YEAR", context) if _given(parameters, "YEAR") else None,
             resolution=self.parameterAsDouble(parameters, "RESOLUTION", context) if _given(parameters, "RESOLUTION") else None,
             cache_dir=settings.cache_dir(),
+            allow_paths_outside_mirror=self._allow_outside(parameters, context),
         )
         if request.source is None and request.product in ("aef", "auto") and settings.aef_mirror():
             request.source = settings.aef_mirror()
@@ -130,6 +140,12 @@ class LoadAlgorithm(GeoEmbedAlgorithm):
             details.name = _layer_name(result)
             details.setPostProcessor(EmbeddingStyler.create(result.provenance.product))
         return outputs
+
+    def _allow_outside(self, parameters, context):
+        """ALLOW_PATHS_OUTSIDE_MIRROR when given, else the GeoEmbed setting (as SOURCE falls back to the mirror setting)."""
+        if _given(parameters, "ALLOW_PATHS_OUTSIDE_MIRROR"):
+            return self.parameterAsBool(parameters, "ALLOW_PATHS_OUTSIDE_MIRROR", context)
+        return settings.allow_paths_outside_mirror()
 
     def _write_patches(self, parameters, context, result):
         destination = self.parameterAsOutputLayer(parameters, "OUTPUT_PATCHES", context)

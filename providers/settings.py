@@ -1,4 +1,5 @@
-"""User settings kept with QgsSettings: the cache folder, the AlphaEarth mirror root, the output CRS policy.
+"""User settings kept with QgsSettings: the cache folder, the AlphaEarth mirror root, whether a mirror's index may
+point outside the mirror, the output CRS policy.
 
 The Processing algorithms read them too, so the toolbox, the dock panel and qgis_process behave alike.
 """
@@ -40,6 +41,16 @@ def aef_mirror():
 
 def set_aef_mirror(location):
     _set("aef_mirror", location.strip() if location else "")
+
+
+def allow_paths_outside_mirror():
+    """Whether tile paths in a mirror's index may lead outside the mirror (another host, any local file); off by
+    default, see loaders/remote/confinement.py. The default of geoembed:load's ALLOW_PATHS_OUTSIDE_MIRROR."""
+    return QgsSettings().value(PREFIX + "allow_paths_outside_mirror", False, type=bool)
+
+
+def set_allow_paths_outside_mirror(allowed):
+    QgsSettings().setValue(PREFIX + "allow_paths_outside_mirror", bool(allowed))
 
 
 def output_dir():

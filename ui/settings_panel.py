@@ -1,7 +1,8 @@
-"""Settings tab: where caches and outputs go, the AlphaEarth mirror, and the output CRS policy (kept in QgsSettings)."""
+"""Settings tab: where caches and outputs go, the AlphaEarth mirror (and whether its index may point outside it), and
+the output CRS policy (kept in QgsSettings)."""
 
 from qgis.gui import QgsFileWidget
-from qgis.PyQt.QtWidgets import QComboBox, QFormLayout, QLabel, QLineEdit, QPushButton, QVBoxLayout, QWidget
+from qgis.PyQt.QtWidgets import QCheckBox, QComboBox, QFormLayout, QLabel, QLineEdit, QPushButton, QVBoxLayout, QWidget
 
 from ..providers import settings
 
@@ -21,6 +22,14 @@ class SettingsPanel(QWidget):
         self.mirror = QLineEdit()
         self.mirror.setPlaceholderText(self.tr("empty: the public copy on Source Cooperative"))
         form.addRow(self.tr("AlphaEarth mirror"), self.mirror)
+        self.allow_outside = QCheckBox(self.tr("Let mirror indexes point outside the mirror"))
+        self.allow_outside.setToolTip(
+            self.tr(
+                "Off (safer): tiles listed in a mirror's aef_index.parquet are read only from the mirror's own folder "
+                "or host. On: an index may send GeoEmbed to any host or local file; only for indexes you trust."
+            )
+        )
+        form.addRow("", self.allow_outside)
         self.crs_policy = QComboBox()
         for policy, text in settings.CRS_POLICIES.items():
             self.crs_policy.addItem(text, policy)
@@ -40,11 +49,13 @@ class SettingsPanel(QWidget):
         self.cache_dir.setFilePath(settings.cache_dir())
         self.output_dir.setFilePath(settings.output_dir())
         self.mirror.setText(settings.aef_mirror())
+        self.allow_outside.setChecked(settings.allow_paths_outside_mirror())
         self.crs_policy.setCurrentIndex(max(0, self.crs_policy.findData(settings.crs_policy())))
 
     def save(self):
         settings.set_cache_dir(self.cache_dir.filePath().strip())
         settings.set_output_dir(self.output_dir.filePath().strip())
         settings.set_aef_mirror(self.mirror.text())
+        settings.set_allow_paths_outside_mirror(self.allow_outside.isChecked())
         settings.set_crs_policy(self.crs_policy.currentData())
         self.dock.status.setText(self.tr("Settings saved"))

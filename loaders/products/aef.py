@@ -9,6 +9,7 @@ of pieces) and Major TOM's copy (aef_exports.py). A file or folder given as SOUR
 type tells them apart (int8 tiles are de-quantised, floats are used as stored), never both in one load.
 """
 
+import copy
 import os
 import re
 from pathlib import Path
@@ -21,6 +22,7 @@ from ..errors import GeoEmbedError, RemoteError
 from ..raster.gdal_io import crs_string, is_signed_byte, open_raster, read_window
 from ..raster.grid import raster_bounds
 from ..raster.planning import build_mosaic, extent_lonlat, fmt, pick_year, tiles_under, year_span
+from ..remote import confinement
 from ..remote.cache import cached_copy
 from ..remote.http_client import HttpClient
 from ..remote.locations import basename, is_url, join, parent
@@ -106,9 +108,9 @@ class AefTile:
         self._dataset = None
 
 
-def open_tile(location):
+def open_tile(location, client=None):
     """Open and check one AEF tile; a file of another kind gets a one-line explanation."""
-    dataset = open_raster(location)
+    dataset = open_raster(location, client)
     name = os.path.basename(location.rstrip("/"))
     if dataset.RasterCount != 64 or not is_signed_byte(dataset):
         dtype = gdal.GetDataTypeName(dataset.GetRasterBand(1).DataType) if dataset.RasterCount else "no"
@@ -200,23 +202,30 @@ def read_index(index_file, wgs84_bounds, year=None):
     return rows, years
 
 
-def resolve_index_path(index_location, path):
+def resolve_index_path(index_location, path, allow_outside=False):
     """Where a tile listed in an index lives, given where the index itself was read from.
 
     The public indexes list s3:// (Source Cooperative) or gs:// (Google) URIs; inside a mirror
     the part after v1/annual/ is resolved next to the index, so a local folder or any http(s)
-    mirror of the layout works.
+    mirror of the layout works. Paths leaving the index's folder or host are refused unless
+    allow_outside (confinement.py); so is a .vrt, which may itself point at any file or host.
     """
-    if is_url(path):
-        return path
-    if "://" in path:
-        position = path.find(LAYOUT_MARKER)
-        if position < 0:
-            raise GeoEmbedError(f"Cannot place index path {path} inside the mirror: it has no '{LAYOUT_MARKER}' part.")
-        return join(parent(index_location), *path[position + len(LAYOUT_MARKER) :].split("/"))
-    if os.path.isabs(path):
-        return path
-    return join(parent(index_location), *path.split("/"))
+    location = confinement.resolve(index_location, path, LAYOUT_MARKER, allow_outside)
+    if not allow_outside and location.lower().split("?", 1)[0].endswith(".vrt"):
+        reason = "a VRT, which may point at any file or host"
+        raise confinement.refusal(path, parent(index_location), reason, basename(index_location))
+    return location
+
+
+def mirror_client(client, allow_outside):
+    """The HTTP client for a mirror's index and tiles: redirects only to the same host unless allow_outside."""
+    if allow_outside:
+        return client
+    if client is None:
+        return HttpClient(same_host_only=True)
+    confined = copy.copy(client)  # the caller's client keeps its own policy
+    confined.same_host_only = True
+    return confined
 
 
 # --- sources ---------------------------------------------------------------------------------
@@ -326,6 +335,8 @@ def plan(request, log, client=None):
     """A TileMosaic of the AEF tiles that cover the request, on the requested grid."""
     if not request.source:
         log.info(f"No SOURCE given: reading the public AEF copy at {DEFAULT_ROOT}.")
+    allow_outside = getattr(request, "allow_paths_outside_mirror", False)
+    client = mirror_client(client, allow_outside)  # the index and the tiles it lists come from the mirror's host
     kind, value = classify_source(request.source, client)
     wgs84 = extent_lonlat(request)
     if kind == "index":
@@ -389,13 +400,15 @@ def _tiles_from_index(index_location, wgs84, request, log, client):
     year = int(rows[0]["year"])
     if request.year is None:
         log.info(f"YEAR not set: using {year}, the latest year with tiles here (the index has {year_span(years)}).")
+    allow_outside = getattr(request, "allow_paths_outside_mirror", False)
+    # Every path is checked before any tile is opened: a refused path means no request at all.
+    locations = [(row["path"], resolve_index_path(index_location, row["path"], allow_outside)) for row in rows]
     tiles = []
-    for row in rows:
-        location = resolve_index_path(index_location, row["path"])
+    for path, location in locations:
         if not is_url(location) and not os.path.exists(location):
-            log.warning(f"Tile {row['path']} is listed in the index but missing from the mirror; its area stays nodata.")
+            log.warning(f"Tile {path} is listed in the index but missing from the mirror; its area stays nodata.")
             continue
-        tiles.append(open_tile(location))
+        tiles.append(open_tile(location, client))
     if not tiles:
         raise GeoEmbedError(
             f"None of the {len(rows)} tile(s) covering the extent exist in the mirror; download them or use the public SOURCE."

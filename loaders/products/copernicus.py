@@ -20,6 +20,7 @@ from osgeo import gdal, osr
 
 from .. import catalog
 from ..errors import GeoEmbedError
+from ..limits import check_compression, check_npy_header
 from ..raster.gdal_io import gdal_call
 from ..raster.geotiff_tile import nonzero_valid
 from ..raster.planning import extent_lonlat
@@ -31,6 +32,7 @@ GEOTRANSFORM = (-180.125, 0.25, 0.0, 90.125, 0.0, -0.25)
 ROWS, COLS = 721, 1440
 TIF = re.compile(r"^embed_map_.*\.tiff?$", re.IGNORECASE)
 NPZ = re.compile(r"^embed_map_.*\.npz$", re.IGNORECASE)
+FLOAT_DTYPES = (np.float16, np.float32, np.float64)
 
 
 def band_names(tile):
@@ -101,35 +103,38 @@ def npz_window_to_geotiff(npz_path, wgs84, folder):
     row0, row1, col0, col1 = _window(wgs84)
     path = os.path.join(folder, "embed_map_window.tif")
     try:
-        with zipfile.ZipFile(npz_path) as archive, archive.open(_member(archive, npz_path)) as stream:
-            shape, dtype = _read_npy_header(stream, npz_path)
-            dims = shape[2]
-            dataset, messages = gdal_call(
-                gdal.GetDriverByName("GTiff").Create,
-                path,
-                col1 - col0,
-                row1 - row0,
-                dims,
-                gdal.GDT_Float32,
-                ["TILED=YES", "COMPRESS=DEFLATE", "INTERLEAVE=BAND"],
-            )
-            if dataset is None:
-                raise GeoEmbedError(f"Cannot create {path}: {messages[-1] if messages else 'GDAL gave no reason'}")
-            dataset.SetGeoTransform((GEOTRANSFORM[0] + col0 * 0.25, 0.25, 0.0, GEOTRANSFORM[3] - row0 * 0.25, 0.0, -0.25))
-            srs = osr.SpatialReference()
-            srs.ImportFromEPSG(4326)
-            dataset.SetProjection(srs.ExportToWkt())
-            row_bytes = COLS * dims * dtype.itemsize
-            _skip(stream, row0 * row_bytes)
-            for row in range(row0, row1):
-                data = np.frombuffer(_read_exactly(stream, row_bytes, npz_path), dtype=dtype).reshape(COLS, dims)
-                window = np.ascontiguousarray(data[col0:col1].T.astype(np.float32))
-                status, messages = gdal_call(
-                    dataset.WriteRaster, 0, row - row0, col1 - col0, 1, window.tobytes(), buf_type=gdal.GDT_Float32
+        with zipfile.ZipFile(npz_path) as archive:
+            member = archive.getinfo(_member(archive, npz_path))
+            check_compression(os.path.basename(npz_path), member.filename, member.compress_size, member.file_size)
+            with archive.open(member) as stream:
+                shape, dtype = _read_npy_header(stream, npz_path, member.file_size)
+                dims = shape[2]
+                dataset, messages = gdal_call(
+                    gdal.GetDriverByName("GTiff").Create,
+                    path,
+                    col1 - col0,
+                    row1 - row0,
+                    dims,
+                    gdal.GDT_Float32,
+                    ["TILED=YES", "COMPRESS=DEFLATE", "INTERLEAVE=BAND"],
                 )
-                if status != 0:
-                    raise GeoEmbedError(f"Writing {path} failed: {messages[-1] if messages else 'GDAL gave no reason'}")
-            dataset = None
+                if dataset is None:
+                    raise GeoEmbedError(f"Cannot create {path}: {messages[-1] if messages else 'GDAL gave no reason'}")
+                dataset.SetGeoTransform((GEOTRANSFORM[0] + col0 * 0.25, 0.25, 0.0, GEOTRANSFORM[3] - row0 * 0.25, 0.0, -0.25))
+                srs = osr.SpatialReference()
+                srs.ImportFromEPSG(4326)
+                dataset.SetProjection(srs.ExportToWkt())
+                row_bytes = COLS * dims * dtype.itemsize
+                _skip(stream, row0 * row_bytes)
+                for row in range(row0, row1):
+                    data = np.frombuffer(_read_exactly(stream, row_bytes, npz_path), dtype=dtype).reshape(COLS, dims)
+                    window = np.ascontiguousarray(data[col0:col1].T.astype(np.float32))
+                    status, messages = gdal_call(
+                        dataset.WriteRaster, 0, row - row0, col1 - col0, 1, window.tobytes(), buf_type=gdal.GDT_Float32
+                    )
+                    if status != 0:
+                        raise GeoEmbedError(f"Writing {path} failed: {messages[-1] if messages else 'GDAL gave no reason'}")
+                dataset = None
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise
@@ -157,15 +162,21 @@ def _member(archive, npz_path):
     raise GeoEmbedError(f"{os.path.basename(npz_path)} has no arr_0 array; is it the Copernicus-Embed map?")
 
 
-def _read_npy_header(stream, npz_path):
-    version = npy_format.read_magic(stream)
-    reader = npy_format.read_array_header_1_0 if version == (1, 0) else npy_format.read_array_header_2_0
-    shape, fortran, dtype = reader(stream)
-    if len(shape) != 3 or shape[:2] != (ROWS, COLS) or fortran:
-        raise GeoEmbedError(
-            f"{os.path.basename(npz_path)} holds an array of shape {shape}; Copernicus-Embed maps are (721, 1440, dims)."
-        )
-    return shape, np.dtype(dtype)
+def _read_npy_header(stream, npz_path, member_size):
+    """(shape, dtype) of the npz member's array, checked (limits.check_npy_header) before any row is read: the header
+    must not claim more bytes than the member holds, nor object values, nor more dimensions than an embedding has."""
+    name = os.path.basename(npz_path)
+    try:
+        version = npy_format.read_magic(stream)
+        reader = npy_format.read_array_header_1_0 if version == (1, 0) else npy_format.read_array_header_2_0
+        shape, fortran, dtype = reader(stream)
+    except (ValueError, SyntaxError, TypeError) as exc:
+        raise GeoEmbedError(f"{name} holds no readable array header ({' '.join(str(exc).split())[:160]}).") from exc
+    dtype = np.dtype(dtype)
+    check_npy_header(name, shape, fortran, dtype, member_size - stream.tell(), ndim=3, dtypes=FLOAT_DTYPES)
+    if shape[:2] != (ROWS, COLS):
+        raise GeoEmbedError(f"{name} holds an array of shape {shape}; Copernicus-Embed maps are (721, 1440, dims).")
+    return shape, dtype
 
 
 def _skip(stream, count):

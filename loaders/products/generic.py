@@ -18,6 +18,7 @@ from osgeo import gdal
 
 from .. import catalog
 from ..errors import GeoEmbedError, RemoteError
+from ..limits import ImplausibleFile
 from ..raster.gdal_io import is_signed_byte, open_raster
 from ..raster.geotiff_tile import GeoTiffTile, embedding_decoder
 from ..raster.grid import metres_to_crs_units, same_crs
@@ -64,7 +65,7 @@ def recognise_source(source):
         return None
     try:
         dataset = open_raster(locations[0])
-    except RemoteError:
+    except (RemoteError, ImplausibleFile):
         raise
     except GeoEmbedError:
         return None

@@ -16,6 +16,7 @@ from pyproj import CRS
 from pyproj.exceptions import CRSError
 
 from ..errors import Cancelled, GeoEmbedError
+from ..limits import MAX_EMBEDDING_WIDTH, check_list_width, read_limit_bytes, refuse, size_text
 from ..raster.grid import boxes_overlap, transform_bounds, transformer
 from ..raster.planning import fmt
 from ..remote.locations import is_url
@@ -211,6 +212,7 @@ def _read_file(path, wgs84, layout, log, is_cancelled):
     if column is None:
         wanted = " or ".join(layout.embedding_columns)
         raise GeoEmbedError(f"{name} has no embedding column ({wanted}); it is not a file of this product.")
+    check_row_groups(parquet, name, column)
     places = _Placement(parquet, path, layout, log)
     box = file_bbox(schema) if places.geometry else None
     if wgs84 is not None and box is not None and places.crs == LONLAT and not boxes_overlap(box, wgs84):
@@ -242,6 +244,38 @@ def _read_file(path, wgs84, layout, log, is_cancelled):
         else:
             rows.dates.extend([file_date] * len(geometries))
     return rows
+
+
+def check_row_groups(parquet, name, column):
+    """Refuse (limits.ImplausibleFile) a file whose metadata lies or whose rows no embedding file has, before any row
+    group is read: pyarrow sizes its buffers from these counts. The embedding column's declared width (a fixed-size
+    list) or its values per row (a variable list: the row group's value count over its rows) must be an embedding's;
+    row counts must add up, and a column without lists has exactly one value per row; a row group must fit in memory."""
+    meta = parquet.metadata
+    field_type = parquet.schema_arrow.field(column).type
+    if hasattr(field_type, "list_size"):  # fixed_size_list: the width is in the schema
+        check_list_width(name, column, field_type.list_size)
+    groups = [meta.row_group(index) for index in range(meta.num_row_groups)]
+    total = sum(group.num_rows for group in groups)
+    if total != meta.num_rows or any(group.num_rows < 0 for group in groups):
+        refuse(name, f"{meta.num_rows} rows", f"its {len(groups)} row group(s) hold {total}: the metadata lies")
+    repeated = [meta.schema.column(i).max_repetition_level > 0 for i in range(meta.num_columns)]
+    limit = read_limit_bytes()
+    for index, group in enumerate(groups):
+        where = f"row group {index}"
+        if group.total_byte_size > limit:
+            refuse(name, f"{size_text(group.total_byte_size)} in {where}", f"a read may take {size_text(limit)}")
+        for i in range(group.num_columns):
+            chunk = group.column(i)
+            path = chunk.path_in_schema
+            if not repeated[i] and chunk.num_values != group.num_rows:
+                refuse(name, f"{chunk.num_values} values of {path} in {where} of {group.num_rows} rows", "the counts must match")
+            if path.split(".")[0] == column and repeated[i]:
+                per_row = -(-chunk.num_values // max(group.num_rows, 1))
+                if per_row > MAX_EMBEDDING_WIDTH:
+                    check_list_width(name, column, per_row)
+                if chunk.num_values * 4 > limit:
+                    refuse(name, f"{chunk.num_values} embedding values in {where}", f"a read may take {size_text(limit)}")
 
 
 def _matrix(vectors, name, rows):

@@ -1,6 +1,7 @@
 """Pixel products published as GeoTIFFs (Copernicus-Embed, Presto, ESD, Tessera exports): shared plan."""
 
 from ..errors import GeoEmbedError, RemoteError
+from ..limits import ImplausibleFile
 from ..raster.gdal_io import open_raster
 from ..raster.geotiff_tile import open_geotiff_tile
 from ..raster.planning import build_mosaic, extent_lonlat, pick_year, tiles_under
@@ -23,7 +24,7 @@ def header_matches(location, expect):
     """True when the raster at location opens and expect(dataset) finds no problem (for PRODUCT=auto)."""
     try:
         dataset = open_raster(location)
-    except RemoteError:
+    except (RemoteError, ImplausibleFile):
         raise
     except GeoEmbedError:
         return False

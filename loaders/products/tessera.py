@@ -22,6 +22,7 @@ from osgeo import gdal
 
 from .. import catalog
 from ..errors import GeoEmbedError
+from ..limits import check_npy_file
 from ..raster.gdal_io import crs_string, open_raster, read_window
 from ..raster.geotiff_tile import GeoTiffTile, embedding_decoder
 from ..raster.planning import build_mosaic, extent_lonlat, fmt, pick_year, tiles_under
@@ -139,9 +140,12 @@ def _scan(root):
 
 def _open_npy_tile(embedding_path, landmasks):
     stem = os.path.basename(embedding_path)[: -len(".npy")]
+    # The headers first: a shape, dtype or size no Tessera tile has is refused before anything is mapped or read.
+    check_npy_file(embedding_path, ndim=3, dtypes=(np.int8,))
     scales = os.path.join(os.path.dirname(embedding_path), f"{stem}_scales.npy")
     if not os.path.exists(scales):
         raise GeoEmbedError(f"Tessera tile {stem} has no {stem}_scales.npy beside it; download the tile again.")
+    check_npy_file(scales, dtypes=(np.float32, np.float64, np.float16))
     landmask = landmasks.get(stem)
     if landmask is None:
         raise GeoEmbedError(

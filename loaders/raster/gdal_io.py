@@ -11,6 +11,7 @@ puts all its messages into it, over several lines. Every GDAL call here goes thr
 same one-line errors either way.
 """
 
+import math
 import os
 import re
 import time
@@ -20,7 +21,8 @@ import numpy as np
 from osgeo import gdal, osr
 
 from ..errors import GeoEmbedError, RemoteError
-from ..remote.locations import is_url
+from ..limits import HTTP_TIMEOUT_ENV, check_raster_header, check_read, http_timeout_s
+from ..remote.locations import basename, is_url
 from ..remote.range_check import raster_location
 
 OPEN_FLAGS = gdal.OF_RASTER | gdal.OF_READONLY | gdal.OF_VERBOSE_ERROR
@@ -29,7 +31,9 @@ READ_RETRIES = 2
 RETRY_BACKOFF_S = 1.0  # doubled on each further try
 
 # Remote rasters are read with HTTP range requests; these keep GDAL from probing sidecar files
-# (.aux.xml, .ovr, directory listings) and bound its retries. The same variables set in the
+# (.aux.xml, .ovr, directory listings) and bound its retries and waits: a request is given up when fewer than
+# LOW_SPEED_LIMIT bytes/s arrive for LOW_SPEED_TIME seconds (a stalled server) or after TIMEOUT seconds in all.
+# GEOEMBED_HTTP_TIMEOUT_S sets the stall time (TIMEOUT is twice it). The same GDAL variables set in the
 # environment win (e.g. GDAL_HTTP_MAX_RETRY=10 on a very flaky link).
 _HTTP_CODE = re.compile(r"(?:response_code=|HTTP error code: ?)(\d+)")
 
@@ -37,6 +41,8 @@ REMOTE_OPTIONS = {
     "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
     "CPL_VSIL_CURL_ALLOWED_EXTENSIONS": ".tif,.tiff,.vrt",
     "GDAL_HTTP_TIMEOUT": "60",
+    "GDAL_HTTP_LOW_SPEED_TIME": "30",
+    "GDAL_HTTP_LOW_SPEED_LIMIT": "1",
     "GDAL_HTTP_CONNECTTIMEOUT": "10",
     "GDAL_HTTP_MAX_RETRY": "3",
     "GDAL_HTTP_RETRY_DELAY": "1",
@@ -106,7 +112,8 @@ def gdal_call(function, *args, http_warnings=False, **kwargs):
 @contextmanager
 def remote_options():
     """Thread-local GDAL options for HTTP range reads (Processing runs algorithms in worker threads)."""
-    options = {key: value for key, value in REMOTE_OPTIONS.items() if key not in os.environ}
+    options = {**REMOTE_OPTIONS, **_timeout_options()}
+    options = {key: value for key, value in options.items() if key not in os.environ}
     previous = {key: gdal.GetThreadLocalConfigOption(key, None) for key in options}
     for key, value in options.items():
         gdal.SetThreadLocalConfigOption(key, value)
@@ -115,6 +122,18 @@ def remote_options():
     finally:
         for key, value in previous.items():
             gdal.SetThreadLocalConfigOption(key, value)
+
+
+def _timeout_options():
+    """GDAL's HTTP waits from GEOEMBED_HTTP_TIMEOUT_S, when it is set (else REMOTE_OPTIONS' defaults)."""
+    if not os.environ.get(HTTP_TIMEOUT_ENV, "").strip():
+        return {}
+    stall = http_timeout_s()
+    return {
+        "GDAL_HTTP_TIMEOUT": str(max(1, math.ceil(2 * stall))),
+        "GDAL_HTTP_LOW_SPEED_TIME": str(max(1, math.ceil(stall))),
+        "GDAL_HTTP_CONNECTTIMEOUT": str(max(1, math.ceil(min(stall, 10)))),
+    }
 
 
 def open_raster(location, client=None):
@@ -126,12 +145,26 @@ def open_raster(location, client=None):
         with remote_options():
             dataset, messages = gdal_call(gdal.OpenEx, path, OPEN_FLAGS, http_warnings=True)
         if dataset is not None:
+            check_header(dataset, location)
             return dataset
         if any("not recognized as" in message for message in messages):
             break  # a file of another kind: another try would say the same
     reason = _reason(messages, path) if messages else "not a raster GDAL can read"
     error = RemoteError if is_url(location) else GeoEmbedError  # a URL GDAL cannot open is a remote problem
     raise error(f"Cannot open raster {location}: {reason}.")
+
+
+def check_header(dataset, location):
+    """Refuse (limits.ImplausibleFile) a raster whose stated size, band count or block size no embedding has, before
+    anything is read: GDAL decompresses a whole block to read one pixel, so a huge block is a decompression bomb."""
+    bands = dataset.RasterCount
+    band = dataset.GetRasterBand(1) if bands else None
+    item_bytes = max(1, gdal.GetDataTypeSize(band.DataType) // 8) if band is not None else 1
+    block = tuple(band.GetBlockSize()) if band is not None else None
+    interleave = dataset.GetMetadataItem("INTERLEAVE", "IMAGE_STRUCTURE") or "PIXEL"
+    check_raster_header(
+        basename(location), dataset.RasterXSize, dataset.RasterYSize, bands, item_bytes, block, interleave != "BAND"
+    )
 
 
 def _before_retry(path, attempt):
@@ -167,8 +200,13 @@ def is_signed_byte(dataset):
 def read_window(dataset, location, col, row, width, height, **options):
     """All bands of a pixel window as (bands, height, width), in the raw orientation of the file.
 
-    options go to ReadAsArray (buf_xsize, buf_ysize and resample_alg read the window decimated)."""
+    options go to ReadAsArray (buf_xsize, buf_ysize and resample_alg read the window decimated). A window whose array
+    would not fit in memory is refused before GDAL allocates it."""
     path = dataset.GetDescription()
+    bands = dataset.RasterCount
+    item_bytes = max(1, gdal.GetDataTypeSize(dataset.GetRasterBand(1).DataType) // 8) if bands else 1
+    out_width, out_height = options.get("buf_xsize") or width, options.get("buf_ysize") or height
+    check_read(basename(location), out_width, out_height, bands, item_bytes)
     for attempt in range(READ_RETRIES + 1 if _remote(path) else 1):
         if attempt:
             _before_retry(path, attempt)

@@ -8,6 +8,7 @@ import numpy as np
 from osgeo import gdal
 
 from ..errors import GeoEmbedError, RemoteError
+from ..limits import ImplausibleFile
 from .gdal_io import crs_string, open_raster, read_window
 from .grid import raster_bounds
 
@@ -45,7 +46,7 @@ def open_geotiff_tile(location, decode, expect, product_name):
     name = os.path.basename(location.rstrip("/"))
     try:
         dataset = open_raster(location)
-    except RemoteError:
+    except (RemoteError, ImplausibleFile):
         raise
     except GeoEmbedError as exc:
         raise GeoEmbedError(f"{name} is not a {product_name} file ({exc}); check SOURCE or choose the right PRODUCT.") from exc

@@ -10,18 +10,24 @@ import base64
 import hashlib
 import time
 from dataclasses import dataclass
+from urllib.parse import urljoin
 
 from ..errors import GeoEmbedError, RemoteError
+from ..limits import MAX_DOWNLOAD_ENV, http_timeout_s, max_download_bytes
+from .confinement import HOW_TO_ALLOW, origin_of, same_origin, shown
 from .locations import atomic_file
 
 USER_AGENT = "GeoEmbed (QGIS plugin)"
-TIMEOUT = (10, 60)  # connect, read (seconds without a byte)
+CONNECT_TIMEOUT_S = 10  # the read timeout (seconds without a byte) is limits.http_timeout_s(), GEOEMBED_HTTP_TIMEOUT_S
 RETRIES = 3
 BACKOFF_S = 0.5
 MAX_BACKOFF_S = 8.0
-WHOLE_FILE_LIMIT = 1 << 30  # files fetched whole (indexes, manifests) are refused above this size
+# Files fetched whole (indexes, manifests) are cut at the size the server declared, or at limits.max_download_bytes()
+# (GEOEMBED_MAX_DOWNLOAD_MIB) when it declared none: a server that never stops sending is cut off.
 CHUNK = 1 << 20
 MIB = 1 << 20
+
+MAX_REDIRECTS = 5
 
 RETRY_STATUS = frozenset({429, 500, 502, 503, 504, 507, 508, 509, 520, 521, 522, 523, 524})
 
@@ -55,11 +61,13 @@ class RangeInfo:
 class HttpClient:
     """Timeouts and bounded retries for every request GeoEmbed itself makes (GDAL's range reads: see gdal_io)."""
 
-    def __init__(self, timeout=None, retries=None, backoff=None, max_backoff=None):
-        self.timeout = TIMEOUT if timeout is None else timeout
+    def __init__(self, timeout=None, retries=None, backoff=None, max_backoff=None, same_host_only=False):
+        self.timeout = default_timeout() if timeout is None else timeout
         self.retries = RETRIES if retries is None else retries
         self.backoff = BACKOFF_S if backoff is None else backoff
         self.max_backoff = MAX_BACKOFF_S if max_backoff is None else max_backoff
+        # For a mirror's files (see confinement.py): redirects are followed only to the same scheme, host and port.
+        self.same_host_only = same_host_only
         self.session = _requests().Session()
         self.session.headers["User-Agent"] = USER_AGENT
 
@@ -82,8 +90,10 @@ class HttpClient:
         requests = _requests()
         try:
             response = self.session.request(
-                method, url, headers=headers or {}, timeout=self.timeout, stream=stream, allow_redirects=True
+                method, url, headers=headers or {}, timeout=self.timeout, stream=stream, allow_redirects=not self.same_host_only
             )
+            if self.same_host_only:
+                response = self._follow_same_host(response, method, url, headers, stream)
         except requests.ConnectTimeout as exc:
             raise _Transient(f"no connection within {_timeouts(self.timeout)[0]:g} s", "timeout") from exc
         except requests.Timeout as exc:
@@ -95,6 +105,27 @@ class HttpClient:
         if response.status_code in RETRY_STATUS:
             response.close()
             raise _Transient(f"HTTP {response.status_code}", "status")
+        return response
+
+    def _follow_same_host(self, response, method, url, headers, stream):
+        """Follow redirects by hand while they stay on url's scheme, host and port; refuse one that leaves."""
+        for _ in range(MAX_REDIRECTS):
+            if not response.is_redirect:
+                return response
+            target = urljoin(response.url or url, response.headers["Location"])
+            response.close()
+            if not same_origin(url, target):
+                raise RemoteError(
+                    f"{url} redirects to another host ({shown(origin_of(target))}); GeoEmbed reads a mirror only from "
+                    f"its own host: {HOW_TO_ALLOW}."
+                )
+            method = "GET" if response.status_code == 303 else method
+            response = self.session.request(
+                method, target, headers=headers or {}, timeout=self.timeout, stream=stream, allow_redirects=False
+            )
+        if response.is_redirect:
+            response.close()
+            raise RemoteError(f"{url} redirects more than {MAX_REDIRECTS} times; check the address.")
         return response
 
     def request(self, method, url, headers=None, stream=False):
@@ -138,7 +169,7 @@ class HttpClient:
         kind of file is not retried). Returns the response headers, or None for 304 Not Modified
         (dest untouched).
         """
-        limit = WHOLE_FILE_LIMIT if max_size is None else max_size
+        limit = max_download_bytes() if max_size is None else max_size
         request_headers = {"Accept-Encoding": "identity", **(headers or {})}
         return self._retrying(url, lambda: self._download_once(url, dest, request_headers, check, limit))
 
@@ -153,8 +184,10 @@ class HttpClient:
             if expected is not None and expected > limit:
                 raise RemoteError(
                     f"{url} is {expected / MIB:.0f} MiB, more than the {limit / MIB:.0f} MiB GeoEmbed downloads whole; "
-                    "check SOURCE."
+                    f"check SOURCE (or raise {MAX_DOWNLOAD_ENV})."
                 )
+            encoded = bool(response.headers.get("Content-Encoding"))  # decoded bytes may outnumber the declared ones
+            declared = expected if expected is not None and not encoded else None
             digests = _expected_digests(response.headers)
             md5 = hashlib.md5(usedforsecurity=False)
             with atomic_file(dest) as tmp:
@@ -165,13 +198,21 @@ class HttpClient:
                             out.write(chunk)
                             md5.update(chunk)
                             size += len(chunk)
+                            if declared is not None and size > declared:
+                                raise RemoteError(
+                                    f"{url} sent more than the {declared} bytes its server declared; the server is "
+                                    "faulty: check SOURCE."
+                                )
                             if size > limit:
                                 raise RemoteError(
-                                    f"{url} is larger than the {limit / MIB:.0f} MiB GeoEmbed downloads whole; check SOURCE."
+                                    f"{url} is larger than the {limit / MIB:.0f} MiB GeoEmbed downloads whole (the server "
+                                    f"did not say its size or kept sending); check SOURCE (or raise {MAX_DOWNLOAD_ENV})."
                                 )
                 except requests.Timeout as exc:
-                    raise _Transient(f"stalled after {size} bytes", "timeout") from exc
+                    raise _Transient(_stalled(size, self.timeout), "timeout") from exc
                 except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
+                    if "timed out" in str(exc):  # requests reports a read timeout mid-body as a ConnectionError
+                        raise _Transient(_stalled(size, self.timeout), "timeout") from exc
                     raise _Transient(f"connection dropped after {size} of {expected or '?'} bytes", "short") from exc
                 if expected is not None and size != expected and not response.headers.get("Content-Encoding"):
                     raise _Transient(f"{size} of {expected} bytes", "short")
@@ -181,6 +222,16 @@ class HttpClient:
                 if reason:
                     raise GeoEmbedError(f"{url} {reason}; check SOURCE.")
             return dict(response.headers)
+
+
+def _stalled(size, timeout):
+    return f"the server stalled: no byte for {_timeouts(timeout)[1]:g} s after {size} bytes"
+
+
+def default_timeout():
+    """(connect, read) seconds: the read timeout is the stall time of limits.http_timeout_s()."""
+    stall = http_timeout_s()
+    return (min(CONNECT_TIMEOUT_S, stall), stall)
 
 
 def check_status(response, url):

@@ -5,6 +5,10 @@ A server that answers 206 is read in place by /vsicurl/ (only the blocks an area
 ignores Range answers 200 with the whole file: GDAL cannot read such a server, so a file up to
 RANGE_REQUIRED_ABOVE is downloaded once into the cache and read from there, and a larger one is refused
 with one line (never download gigabytes; a file of unknown size is cut off at that limit).
+
+The probe is also where a mirror's redirects are checked (confinement.py): a client made with
+same_host_only=True refuses, in one line, a redirect to another host before GDAL, which follows
+redirects on its own, ever sees the URL.
 """
 
 from ..errors import RemoteError

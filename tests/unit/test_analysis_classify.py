@@ -241,9 +241,9 @@ def test_trained_model_round_trip_predicts_the_same(tmp_path, method):
     features, labels = separable()
     estimator = make_model(method).fit(features, labels)
     trained = TrainedModel(estimator, ["water", "forest", "urban"], band_names(), "aef", method, report={"accuracy": 0.9})
-    path = str(tmp_path / "model.pkl")
+    path = str(tmp_path / "model.npz")
     assert trained.save(path) == path
-    assert leftovers(tmp_path) == ["model.pkl"]
+    assert leftovers(tmp_path) == ["model.npz"]
     loaded = load_model(path)
     assert loaded.class_names == ["water", "forest", "urban"]
     assert loaded.band_names == band_names() and loaded.product == "aef" and loaded.method == method
@@ -336,11 +336,13 @@ def test_load_model_on_a_folder(tmp_path):
 
 @pytest.mark.parametrize("payload", [{"format": "other", "model": 1}, [1, 2, 3], {"model": 1}])
 def test_load_model_on_other_pickles(tmp_path, payload):
+    """Pickles are never opened (tests/unit/test_model_file.py has the ones that would run code)."""
     path = tmp_path / "other.pkl"
     path.write_bytes(pickle.dumps(payload))
     with pytest.raises(GeoEmbedError) as info:
         load_model(str(path))
-    assert "not a GeoEmbed model" in assert_one_line(info.value)
+    message = assert_one_line(info.value)
+    assert "pickle" in message and "geoembed:train" in message
 
 
 def test_check_bands_refuses_other_bands():

@@ -263,11 +263,15 @@ def test_resolve_index_path_with_an_http_index(path):
     assert resolve_index_path(index, path) == "http://127.0.0.1:8765/mirror/v1/annual/" + RELATIVE
 
 
-def test_resolve_index_path_keeps_urls_and_absolute_paths(tmp_path):
+def test_resolve_index_path_keeps_urls_and_absolute_paths_only_when_allowed(tmp_path):
+    """Outside the index's own folder or host only with the opt-out (test_index_confinement.py has the rest)."""
     url = "https://data.source.coop/tge-labs/aef/v1/annual/" + RELATIVE
-    assert resolve_index_path(str(tmp_path / "aef_index.parquet"), url) == url
+    assert resolve_index_path(str(tmp_path / "aef_index.parquet"), url, allow_outside=True) == url
     absolute = str(tmp_path / "elsewhere" / "tile.tiff")
-    assert resolve_index_path(str(tmp_path / "mirror" / "aef_index.parquet"), absolute) == absolute
+    assert resolve_index_path(str(tmp_path / "mirror" / "aef_index.parquet"), absolute, allow_outside=True) == absolute
+    for path in (url, absolute):
+        with pytest.raises(GeoEmbedError, match="outside the mirror"):
+            resolve_index_path(str(tmp_path / "mirror" / "aef_index.parquet"), path)
 
 
 @pytest.mark.parametrize("path", ["s3://bucket/some/other/layout/tile.tiff", "gs://bucket/v1/tile.tiff"])

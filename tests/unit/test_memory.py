@@ -1,6 +1,5 @@
 """A full-size (8192 x 8192 x 64) south-up tile is mosaicked block by block, never materialised whole."""
 
-import time
 import tracemalloc
 
 import numpy as np
@@ -47,7 +46,6 @@ def test_whole_tile_mosaic_stays_within_a_few_blocks_of_memory():
     mosaic = TileMosaic([tile], grid, BAND_NAMES, None)
     checks = {(0, 0), (7, 3), (15, 15), (8, 0)}  # block indices (row, col) whose values are verified
     blocks = 0
-    start = time.monotonic()
     tracemalloc.start()
     try:
         for window, block in mosaic.blocks(BLOCK):
@@ -65,12 +63,10 @@ def test_whole_tile_mosaic_stays_within_a_few_blocks_of_memory():
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    elapsed = time.monotonic() - start
     assert blocks == (SIZE // BLOCK) ** 2
     # 64 x 512 x 512 float32 = 64 MiB per block; the whole raster as float32 would be 16 GiB
     assert peak < 400 * 2**20, f"peak {peak / 2**20:.0f} MiB"
     assert len(tile.reads) == blocks
     assert max(r[2] for r in tile.reads) <= BLOCK + 1 and max(r[3] for r in tile.reads) <= BLOCK + 1
     # every source pixel was read exactly once (aligned grid: windows tile the source)
-    assert sum(r[2] * r[3] for r in tile.reads) == SIZE * SIZE
-    assert elapsed < 60, f"{elapsed:.0f} s"
+    assert sum(r[2] * r[3] for r in tile.reads) == SIZE * SIZE  # no time bound: the counts above are the work done

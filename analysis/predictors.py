@@ -1,0 +1,451 @@
+"""Fitted classifiers as plain numpy arrays: predict_proba rebuilt from the numbers, as scikit-learn computes it.
+
+A saved GeoEmbed model holds only these arrays (analysis/model_file.py), so applying it needs neither pickle nor
+scikit-learn, and a model fitted with one scikit-learn version predicts the same under another. Every predictor takes
+(n, bands) features and gives (n, classes seen) float64 probabilities, columns in the order of `classes_`.
+
+Each kind declares its arrays' layout (dtypes and shapes, from the header's counts) so model_file can check a file
+before reading it, and checks the values themselves (indices in range, trees that are trees) when rebuilt.
+"""
+
+import numpy as np
+
+from .regions import unit
+
+FLOATS = ("<f8", "<f4")
+INTEGERS = ("<i8", "<i4")
+CHUNK_BYTES = 32 * 2**20  # working memory of one kNN distance chunk and one forest traversal chunk
+MAX_TREES = 10_000  # train fits 200; more would only make a crafted file slow to apply
+MAX_NEIGHBOURS = 1_000  # train uses 5
+
+
+class ModelDataError(ValueError):
+    """The arrays or parameters of a saved model are not a valid predictor (worded for a one-line message)."""
+
+
+def _softmax(scores):
+    """Row-wise softmax, in scikit-learn's order of operations (utils.extmath.softmax)."""
+    scores = scores - scores.max(axis=1, keepdims=True)
+    np.exp(scores, out=scores)
+    scores /= scores.sum(axis=1, keepdims=True)
+    return scores
+
+
+def _expit(values):
+    return 1.0 / (1.0 + np.exp(-values))
+
+
+class Predictor:
+    """classes_ (sorted class indices the model saw) and predict/predict_proba on (n, bands) features."""
+
+    kind = ""
+
+    def __init__(self, classes):
+        self.classes_ = np.asarray(classes, dtype=np.int64)
+
+    def predict(self, features):
+        return self.classes_[self.predict_proba(features).argmax(axis=1)]
+
+    def predict_proba(self, features):
+        raise NotImplementedError
+
+    def params(self):
+        """The JSON-able numbers the header keeps for this predictor (counts that fix the arrays' shapes)."""
+        return {"classes": len(self.classes_)}
+
+    def arrays(self):
+        return {"classes": self.classes_}
+
+    @staticmethod
+    def layout(params, bands):
+        """{array name: (allowed dtypes, shape)} the file must hold, from the header's params."""
+        raise NotImplementedError
+
+    @classmethod
+    def from_arrays(cls, arrays, params, bands, n_classes):
+        raise NotImplementedError
+
+
+def _check_classes(classes, n_classes):
+    if classes.size < 1 or (np.diff(classes) <= 0).any() or classes.min() < 0 or classes.max() >= n_classes:
+        raise ModelDataError("its class indices are not increasing indices of its class names")
+
+
+def _check_finite(name, values):
+    if not np.isfinite(values).all():
+        raise ModelDataError(f"its {name} holds NaN or infinite numbers")
+
+
+class CentroidPredictor(Predictor):
+    """Cosine nearest centroid: a softmax (sharpened x20) over the cosine to each class's unit centroid."""
+
+    kind = "nearest_centroid"
+    SHARPNESS = 20.0
+
+    def __init__(self, classes, centroids):
+        super().__init__(classes)
+        self.centroids_ = np.asarray(centroids, dtype=np.float64)
+
+    def predict_proba(self, features):
+        scores = unit(np.asarray(features, dtype=np.float64)) @ self.centroids_.T
+        weights = np.exp((scores - scores.max(axis=1, keepdims=True)) * self.SHARPNESS)
+        return weights / weights.sum(axis=1, keepdims=True)
+
+    def arrays(self):
+        return {**super().arrays(), "centroids": self.centroids_}
+
+    @staticmethod
+    def layout(params, bands):
+        classes = params["classes"]
+        return {"classes": (INTEGERS, (classes,)), "centroids": (FLOATS, (classes, bands))}
+
+    @classmethod
+    def from_arrays(cls, arrays, params, bands, n_classes):
+        _check_classes(arrays["classes"], n_classes)
+        _check_finite("centroids", arrays["centroids"])
+        return cls(arrays["classes"], arrays["centroids"])
+
+
+class LinearPredictor(Predictor):
+    """Logistic regression: scores X @ coef.T + intercept, then softmax ("softmax", scikit-learn's multinomial) or
+    per-class logistic normalised over the classes ("ovr"; with one row of coefficients, the binary [1 - p, p])."""
+
+    kind = "logistic_regression"
+    LINKS = ("softmax", "ovr")
+
+    def __init__(self, classes, coef, intercept, link):
+        super().__init__(classes)
+        # kept in the dtype fitted: scikit-learn >= 1.8 fits float32 features in float32 and predicts in float32
+        self.coef_ = np.asarray(coef)
+        self.intercept_ = np.asarray(intercept)
+        self.link = link
+
+    def predict_proba(self, features):
+        scores = np.asarray(features) @ self.coef_.T + self.intercept_  # NumPy's promotion, as scikit-learn's
+        if self.link == "softmax":
+            if scores.shape[1] == 1:
+                scores = np.concatenate([-scores, scores], axis=1)
+            return _softmax(scores)
+        probability = _expit(scores)
+        if probability.shape[1] == 1:
+            return np.concatenate([1 - probability, probability], axis=1)
+        total = probability.sum(axis=1)
+        zero = total == 0
+        probability[zero] = 1.0  # every class at zero: uniform, as scikit-learn does
+        total[zero] = probability.shape[1]
+        return probability / total[:, None]
+
+    def params(self):
+        return {**super().params(), "link": self.link, "rows": len(self.coef_)}
+
+    def arrays(self):
+        return {**super().arrays(), "coef": self.coef_, "intercept": self.intercept_}
+
+    @staticmethod
+    def layout(params, bands):
+        rows = params["rows"]
+        if params.get("link") not in LinearPredictor.LINKS:
+            raise ModelDataError(f"its link is not one of {', '.join(LinearPredictor.LINKS)}")
+        if rows != (1 if params["classes"] == 2 else params["classes"]):
+            raise ModelDataError(f"it has {rows} rows of coefficients for {params['classes']} classes")
+        return {
+            "classes": (INTEGERS, (params["classes"],)),
+            "coef": (FLOATS, (rows, bands)),
+            "intercept": (FLOATS, (rows,)),
+        }
+
+    @classmethod
+    def from_arrays(cls, arrays, params, bands, n_classes):
+        _check_classes(arrays["classes"], n_classes)
+        _check_finite("coefficients", arrays["coef"])
+        _check_finite("intercepts", arrays["intercept"])
+        return cls(arrays["classes"], arrays["coef"], arrays["intercept"], params["link"])
+
+
+class NeighboursPredictor(Predictor):
+    """k nearest neighbours (Euclidean) over the training vectors, votes weighted by 1/distance (a query at distance 0
+    of some training vectors takes only their votes), as scikit-learn's weights="distance" (what train fits).
+    Among equally distant candidates for the k-th place, the lower training index wins, as in scikit-learn's brute
+    search."""
+
+    kind = "knn"
+    WEIGHTS = ("distance",)
+
+    def __init__(self, classes, vectors, labels, k, weights):
+        super().__init__(classes)
+        self.vectors = np.asarray(vectors)
+        self.labels = np.asarray(labels, dtype=np.intp)  # column of classes_ of each training vector
+        self.k = int(k)
+        self.weights = weights
+        self._vectors64 = self.vectors.astype(np.float64)
+        self._norms = np.einsum("ij,ij->i", self._vectors64, self._vectors64)
+
+    def predict_proba(self, features):
+        features = np.asarray(features)
+        out = np.empty((len(features), len(self.classes_)), dtype=np.float64)
+        step = max(1, CHUNK_BYTES // (8 * max(1, len(self.vectors))))
+        # both float32: scikit-learn takes the square root of the (float64) squared distance in float32
+        root_dtype = np.float32 if features.dtype == np.float32 and self.vectors.dtype == np.float32 else np.float64
+        for start in range(0, len(features), step):
+            out[start : start + step] = self._proba(features[start : start + step].astype(np.float64), root_dtype)
+        return out
+
+    def _proba(self, queries, root_dtype):
+        squared = np.einsum("ij,ij->i", queries, queries)[:, None] - 2.0 * (queries @ self._vectors64.T) + self._norms
+        np.maximum(squared, 0.0, out=squared)
+        neighbours = self._nearest(squared)
+        distance = np.sqrt(np.take_along_axis(squared, neighbours, axis=1).astype(root_dtype)).astype(np.float64)
+        with np.errstate(divide="ignore"):
+            weight = 1.0 / distance
+        exact = np.isinf(weight)
+        rows = exact.any(axis=1)
+        weight[rows] = exact[rows]
+        votes = np.zeros((len(queries), len(self.classes_)), dtype=np.float64)
+        all_rows = np.arange(len(queries))
+        for column in range(self.k):  # neighbour by neighbour, nearest first, as scikit-learn adds them
+            votes[all_rows, self.labels[neighbours[:, column]]] += weight[:, column]
+        return votes / votes.sum(axis=1, keepdims=True)
+
+    def _nearest(self, squared):
+        """Indices of the k smallest per row, nearest first; ties broken by the lower index."""
+        k = self.k
+        if k >= squared.shape[1]:
+            return np.argsort(squared, axis=1, kind="stable")
+        candidates = np.argpartition(squared, k - 1, axis=1)[:, :k]
+        kth = np.take_along_axis(squared, candidates, axis=1).max(axis=1)
+        # rows where the k-th distance is shared beyond the k chosen: argpartition picked among them arbitrarily
+        ambiguous = np.flatnonzero((squared <= kth[:, None]).sum(axis=1) > k)
+        for row in ambiguous:
+            candidates[row] = np.argsort(squared[row], kind="stable")[:k]
+        order = np.argsort(np.take_along_axis(squared, candidates, axis=1), axis=1, kind="stable")
+        return np.take_along_axis(candidates, order, axis=1)
+
+    def params(self):
+        return {**super().params(), "k": self.k, "weights": self.weights, "samples": len(self.vectors)}
+
+    def arrays(self):
+        return {**super().arrays(), "vectors": self.vectors, "labels": self.labels.astype(np.int64)}
+
+    @staticmethod
+    def layout(params, bands):
+        samples = params["samples"]
+        if params.get("weights") not in NeighboursPredictor.WEIGHTS:
+            raise ModelDataError(f"its weights are not one of {', '.join(NeighboursPredictor.WEIGHTS)}")
+        if not 1 <= params["k"] <= min(samples, MAX_NEIGHBOURS):
+            raise ModelDataError(f"it asks for {params['k']} neighbours among {samples} training vectors")
+        return {
+            "classes": (INTEGERS, (params["classes"],)),
+            "vectors": (FLOATS, (samples, bands)),
+            "labels": (INTEGERS, (samples,)),
+        }
+
+    @classmethod
+    def from_arrays(cls, arrays, params, bands, n_classes):
+        classes, labels = arrays["classes"], arrays["labels"]
+        _check_classes(classes, n_classes)
+        _check_finite("training vectors", arrays["vectors"])
+        if labels.min() < 0 or labels.max() >= len(classes):
+            raise ModelDataError("its training labels are not indices of its classes")
+        return cls(classes, arrays["vectors"], labels, params["k"], params["weights"])
+
+
+class ForestPredictor(Predictor):
+    """Random forest: the mean over trees of the class fractions at the leaf each sample reaches.
+
+    All trees' nodes are concatenated; tree t owns nodes starts[t]..starts[t+1]-1 and its children indices are local
+    to it (-1 for a leaf). A sample goes left when its feature (as float32, as scikit-learn casts it) is <= the
+    threshold. Leaf values are stored as fractions (each leaf normalised, as scikit-learn's tree predict_proba does).
+    """
+
+    kind = "random_forest"
+
+    def __init__(self, classes, starts, left, right, feature, threshold, value):
+        super().__init__(classes)
+        self.starts = np.asarray(starts, dtype=np.int64)
+        self.left = np.asarray(left, dtype=np.int64)
+        self.right = np.asarray(right, dtype=np.int64)
+        self.feature = np.asarray(feature, dtype=np.int64)
+        self.threshold = np.asarray(threshold, dtype=np.float64)
+        self.value = np.asarray(value, dtype=np.float64)
+        # global child indices (leaves point nowhere: -1) for the traversal
+        owner = np.repeat(np.arange(len(self.starts) - 1), np.diff(self.starts))
+        offset = self.starts[:-1][owner]
+        self._left = np.where(self.left >= 0, self.left + offset, -1)
+        self._right = np.where(self.right >= 0, self.right + offset, -1)
+
+    def predict_proba(self, features):
+        features = np.asarray(features, dtype=np.float32)  # scikit-learn casts to float32 before comparing
+        n, bands = features.shape
+        total = np.zeros((n, len(self.classes_)), dtype=np.float64)
+        step = max(1, CHUNK_BYTES // (8 * (bands + 2 * len(self.classes_) + 4)))
+        for first in range(0, n, step):
+            chunk = features[first : first + step].astype(np.float64)
+            flat, base = chunk.ravel(), np.arange(len(chunk)) * bands
+            part = total[first : first + step]
+            for root in self.starts[:-1]:  # tree by tree, in order, as scikit-learn sums them
+                part += self.value[self._leaves(flat, base, root)]
+        total /= len(self.starts) - 1
+        return total
+
+    def _leaves(self, flat, base, root):
+        """The leaf each sample reaches from root: the samples still at inner nodes step down one level at a time."""
+        node = np.full(len(base), root, dtype=np.int64)
+        if self._left[root] < 0:
+            return node
+        active = np.arange(len(base))
+        while active.size:
+            current = node[active]
+            go_left = flat[base[active] + self.feature[current]] <= self.threshold[current]
+            reached = np.where(go_left, self._left[current], self._right[current])
+            node[active] = reached
+            active = active[self._left[reached] >= 0]
+        return node
+
+    def params(self):
+        return {**super().params(), "trees": len(self.starts) - 1, "nodes": len(self.left)}
+
+    def arrays(self):
+        return {
+            **super().arrays(),
+            "starts": self.starts,
+            "left": self.left,
+            "right": self.right,
+            "feature": self.feature,
+            "threshold": self.threshold,
+            "value": self.value,
+        }
+
+    @staticmethod
+    def layout(params, bands):
+        trees, nodes, classes = params["trees"], params["nodes"], params["classes"]
+        if not 1 <= trees <= min(nodes, MAX_TREES):
+            raise ModelDataError(f"it has {trees} trees for {nodes} nodes")
+        return {
+            "classes": (INTEGERS, (classes,)),
+            "starts": (INTEGERS, (trees + 1,)),
+            "left": (INTEGERS, (nodes,)),
+            "right": (INTEGERS, (nodes,)),
+            "feature": (INTEGERS, (nodes,)),
+            "threshold": (FLOATS, (nodes,)),
+            "value": (FLOATS, (nodes, classes)),
+        }
+
+    @classmethod
+    def from_arrays(cls, arrays, params, bands, n_classes):
+        _check_classes(arrays["classes"], n_classes)
+        starts = arrays["starts"].astype(np.int64)
+        nodes = params["nodes"]
+        if starts[0] != 0 or starts[-1] != nodes or (np.diff(starts) < 1).any():
+            raise ModelDataError("its tree starts do not split its nodes into trees")
+        _check_tree_links(starts, arrays["left"].astype(np.int64), arrays["right"].astype(np.int64))
+        left = arrays["left"]
+        inner = left >= 0
+        feature = arrays["feature"]
+        if (feature[inner] < 0).any() or (feature[inner] >= bands).any():
+            raise ModelDataError(f"a tree splits on a band outside 0..{bands - 1}")
+        _check_finite("thresholds", arrays["threshold"][inner])
+        value = arrays["value"]
+        _check_finite("leaf values", value)
+        if (value < 0).any():
+            raise ModelDataError("its leaf values are negative")
+        # internal nodes may hold anything; leaves are read, so keep their feature/threshold harmless
+        feature = np.where(inner, feature, 0)
+        return cls(arrays["classes"], starts, left, arrays["right"], feature, arrays["threshold"], value)
+
+
+def _check_tree_links(starts, left, right):
+    """Each tree is a tree: a node is a leaf (both children -1) or has two children inside its tree, after it (so
+    every descent ends), and every node but the root is the child of exactly one node."""
+    sizes = np.diff(starts)
+    owner = np.repeat(np.arange(len(sizes)), sizes)
+    local = np.arange(len(left)) - starts[:-1][owner]
+    leaf = (left == -1) & (right == -1)
+    inner = ~leaf
+    size = sizes[owner]
+    for children in (left, right):
+        if ((children[inner] <= local[inner]) | (children[inner] >= size[inner])).any():
+            raise ModelDataError("a tree node points outside its tree or back up it")
+    if ((left < -1) | (right < -1) | ((left == -1) != (right == -1))).any():
+        raise ModelDataError("a tree node has a single child")
+    targets = np.concatenate([left[inner], right[inner]]) + np.concatenate([starts[:-1][owner[inner]]] * 2)
+    parents = np.bincount(targets, minlength=len(left))
+    roots = np.zeros(len(left), dtype=bool)
+    roots[starts[:-1]] = True
+    if (parents[roots] != 0).any() or (parents[~roots] != 1).any():
+        raise ModelDataError("a tree node has no parent or several")
+
+
+KINDS = {cls.kind: cls for cls in (CentroidPredictor, LinearPredictor, NeighboursPredictor, ForestPredictor)}
+
+
+def from_estimator(estimator):
+    """The numpy predictor of a fitted classifier (GeoEmbed's NearestCentroid or the scikit-learn models train fits),
+    read through public fitted attributes without importing scikit-learn."""
+    if isinstance(estimator, Predictor):
+        return estimator
+    name = type(estimator).__name__
+    classes = np.asarray(estimator.classes_)
+    if hasattr(estimator, "centroids_"):
+        return CentroidPredictor(classes, estimator.centroids_)
+    if name == "LogisticRegression":
+        return LinearPredictor(classes, estimator.coef_, estimator.intercept_, _logistic_link(estimator, len(classes)))
+    if name == "KNeighborsClassifier":
+        return _neighbours(estimator, classes)
+    if name == "RandomForestClassifier":
+        return _forest(estimator, classes)
+    raise ModelDataError(f"a {name} cannot be saved as a GeoEmbed model")
+
+
+def _logistic_link(estimator, n_classes):
+    """How predict_proba turns scores into probabilities: scikit-learn < 1.7 took multi_class ('auto' is
+    multinomial unless binary or liblinear); later versions always use softmax for 3+ classes and the binary
+    logistic for 2."""
+    multi_class = getattr(estimator, "multi_class", "auto")
+    if multi_class == "deprecated":
+        multi_class = "auto"
+    if multi_class in ("ovr", "warn"):
+        return "ovr"
+    if multi_class == "auto" and (n_classes <= 2 or getattr(estimator, "solver", "lbfgs") == "liblinear"):
+        return "ovr"
+    return "softmax"
+
+
+def _neighbours(estimator, classes):
+    metric = estimator.effective_metric_
+    params = estimator.effective_metric_params_ or {}
+    euclidean = metric == "euclidean" or (metric == "minkowski" and params.get("p", 2) == 2)
+    if not euclidean or estimator.weights != "distance":
+        raise ModelDataError("only Euclidean kNN with distance weights can be saved")
+    labels = np.asarray(estimator._y)  # noqa: SLF001 - scikit-learn keeps the encoded training labels only here
+    if labels.ndim != 1:
+        raise ModelDataError("multi-output kNN cannot be saved")
+    vectors = np.asarray(estimator._fit_X)  # noqa: SLF001 - the training vectors, as scikit-learn validated them
+    return NeighboursPredictor(classes, vectors, labels, estimator.n_neighbors, estimator.weights)
+
+
+def _forest(estimator, classes):
+    starts, lefts, rights, features, thresholds, values = [0], [], [], [], [], []
+    for tree in (member.tree_ for member in estimator.estimators_):
+        if tree.n_outputs != 1:
+            raise ModelDataError("multi-output forests cannot be saved")
+        value = np.asarray(tree.value, dtype=np.float64)[:, 0, : len(classes)]
+        total = value.sum(axis=1, keepdims=True)
+        total[total == 0.0] = 1.0
+        # scikit-learn < 1.4 keeps weighted counts, later versions fractions: normalise either way
+        values.append(value / total)
+        lefts.append(np.asarray(tree.children_left, dtype=np.int64))
+        rights.append(np.asarray(tree.children_right, dtype=np.int64))
+        features.append(np.asarray(tree.feature, dtype=np.int64))
+        thresholds.append(np.asarray(tree.threshold, dtype=np.float64))
+        starts.append(starts[-1] + tree.node_count)
+    left = np.concatenate(lefts)
+    inner = left >= 0
+    return ForestPredictor(
+        classes,
+        np.array(starts, dtype=np.int64),
+        left,
+        np.concatenate(rights),
+        np.where(inner, np.concatenate(features), 0),  # scikit-learn marks leaves with feature -2
+        np.where(inner, np.concatenate(thresholds), 0.0),
+        np.concatenate(values),
+    )

@@ -1,0 +1,140 @@
+"""Cancelling algorithms mid-run as QGIS runs them, shared by tests/qgis/test_cancel_latency.py and bench/bench_cancel.py.
+
+Each algorithm runs as it does from the toolbox or the GeoEmbed panel: a QgsProcessingAlgRunnerTask in the task
+manager, cancelled through its feedback. The input is a raw AlphaEarth tile of SIZE x SIZE pixels (64 int8 bands,
+south-up), big enough that no algorithm is finished when Cancel is pressed.
+"""
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from qgis.core import (
+    QgsApplication,
+    QgsFeature,
+    QgsGeometry,
+    QgsPointXY,
+    QgsProcessingAlgRunnerTask,
+    QgsProcessingContext,
+    QgsProcessingFeedback,
+    QgsProject,
+    QgsVectorLayer,
+)
+from qgis.PyQt.QtCore import QCoreApplication
+
+from tests.fixtures.aef import TileSpec, sample_specs, write_tile
+
+SIZE = 1536
+ALGORITHMS = ["load", "similarity", "train", "classify", "resample", "pca", "cluster", "change", "intrinsicdim"]
+
+
+def write_big_tile(folder, size=SIZE):
+    """(spec, path) of a raw AEF tile of size x size pixels placed like the fixture mirror's 2024 31N tile."""
+    base = next(s for s in sample_specs() if s.year == 2024 and s.zone == "31N" and s.nodata_boxes)
+    spec = TileSpec(2024, "31N", base.west, base.south, size, size, nodata_boxes=[(100, 200, 100, 300)])
+    return spec, Path(write_tile(Path(folder) / "v1" / "annual", spec))
+
+
+def label_layer(spec):
+    """Two classes of 40 points spread over the tile, in its CRS, as a memory layer (add it to a project to keep it)."""
+    layer = QgsVectorLayer(f"Point?crs=EPSG:{spec.epsg}&field=class:string", "labels", "memory")
+    features = []
+    for index in range(40):
+        feature = QgsFeature(layer.fields())
+        x = spec.west + 10 * (spec.width * (50 + 35 * index) // SIZE)
+        y = spec.south + 10 * (spec.height * (SIZE - 50 - 30 * index) // SIZE)
+        feature.setGeometry(QgsGeometry.fromPointXY(QgsPointXY(x, y)))
+        feature.setAttributes(["a" if index % 2 else "b"])
+        features.append(feature)
+    layer.dataProvider().addFeatures(features)
+    return layer
+
+
+def train_model(tile, labels, folder):
+    """Path of a nearest-centroid model trained on the tile, for classify."""
+    import processing
+
+    folder = Path(folder)
+    training = {"INPUT": str(tile), "TRAINING": labels, "FIELD": "class", "METHOD": "nearest_centroid"}
+    processing.run("geoembed:train", {**training, "OUTPUT": str(folder / "c.tif"), "OUTPUT_MODEL": str(folder / "m.pkl")})
+    return str(folder / "m.pkl")
+
+
+def jobs(tile, labels, model, out):
+    """Parameters of a long run of every algorithm in ALGORITHMS, writing into the folder `out`."""
+    tile, out = str(tile), Path(out)
+    return {
+        "load": {"PRODUCT": "aef", "SOURCE": tile, "OUTPUT": str(out / "e.tif")},
+        "similarity": {"INPUT": tile, "QUERY": labels, "K": 10, "OUTPUT": str(out / "h.tif")},
+        "train": {
+            "INPUT": tile,
+            "TRAINING": labels,
+            "FIELD": "class",
+            "METHOD": "nearest_centroid",
+            "OUTPUT": str(out / "c.tif"),
+        },
+        "classify": {"INPUT": tile, "MODEL": model, "OUTPUT": str(out / "c.tif")},
+        "resample": {"INPUT": tile, "MODE": "nearest", "RESOLUTION": 7, "OUTPUT": str(out / "r.tif")},
+        "pca": {"INPUT": tile, "OUTPUT": str(out / "p.tif")},
+        "cluster": {"INPUT": tile, "K": 4, "OUTPUT": str(out / "k.tif")},
+        "change": {"INPUT": tile, "INPUT_2": tile, "OUTPUT": str(out / "d.tif"), "OUTPUT_MASK": str(out / "m.tif")},
+        "intrinsicdim": {"INPUT": tile, "SAMPLE_SIZE": 20000, "OUTPUT": str(out / "i.csv")},
+    }
+
+
+def pump(condition, timeout):
+    """Process Qt events until condition() holds (True) or timeout seconds pass (False)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        QCoreApplication.processEvents()
+        time.sleep(0.002)
+        if time.monotonic() > deadline:
+            return False
+    return True
+
+
+@dataclass
+class TaskRun:
+    """What happened to one algorithm run in a task. Times in seconds, progress in percent."""
+
+    ok: bool | None = None  # the task's result; None: it had not ended when waiting stopped
+    finished_early: bool = False  # ended before Cancel could be pressed
+    progress_at_cancel: float | None = None
+    progress_at_end: float | None = None
+    latency_s: float | None = None  # from Cancel to the task's end
+    length_s: float | None = None  # from start to end, uncancelled runs only
+
+
+def run_task(name, parameters, cancel_after=0.2, wait=60.0):
+    """Run geoembed:name in the task manager; once it reports progress, wait cancel_after seconds and cancel it
+    (cancel_after=None: let it finish). Waits up to `wait` seconds for each step."""
+    algorithm = QgsApplication.processingRegistry().createAlgorithmById(f"geoembed:{name}")
+    context = QgsProcessingContext()  # outlives the task: it is only deleted on return
+    context.setProject(QgsProject.instance())
+    feedback = QgsProcessingFeedback()
+    ended = []
+    task = QgsProcessingAlgRunnerTask(algorithm, parameters, context, feedback)
+    task.executed.connect(lambda ok, results: ended.append((ok, time.monotonic())))
+    run = TaskRun()
+    started_at = time.monotonic()
+    QgsApplication.taskManager().addTask(task)
+    if cancel_after is None:
+        if pump(lambda: ended, wait):
+            run.ok, run.length_s = ended[0][0], ended[0][1] - started_at
+        run.progress_at_end = feedback.progress()
+        return run
+    if not pump(lambda: feedback.progress() > 0 or ended, wait) or ended:
+        run.finished_early = True
+        return run
+    time.sleep(cancel_after)  # well inside the work
+    if ended:
+        run.finished_early = True
+        return run
+    cancelled_at = time.monotonic()
+    feedback.cancel()
+    run.progress_at_cancel = feedback.progress()  # read after cancel(): any later progress was made after Cancel
+    if pump(lambda: ended, wait):
+        run.ok, run.latency_s = ended[0][0], ended[0][1] - cancelled_at
+    run.progress_at_end = feedback.progress()
+    QCoreApplication.processEvents()
+    return run
