@@ -158,6 +158,10 @@ class TrainedModel:
         # Estimators are fitted on class indices; classes_ lists the ones they saw, in order.
         return np.asarray(self.estimator.classes_)[best], probabilities[np.arange(len(best)), best]
 
+    def check_size(self):
+        """Refuse, before any output is written, a model too large for a model file."""
+        model_file.check_size(self.estimator, self.method)
+
     def save(self, path):
         """A data-only model file (analysis/model_file.py): no pickle, readable without scikit-learn."""
         fields = {

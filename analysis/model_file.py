@@ -37,11 +37,22 @@ MAX_MEMBERS = 16  # a header and at most seven arrays
 MAX_DIRECTORY_BYTES = 64 * 1024
 PICKLE_PROTOCOL = b"\x80"  # first byte of pickles of protocol 2 and later
 RETRAIN = "retrain it with geoembed:train"
-_COUNTS = ("classes", "rows", "k", "samples", "trees", "nodes")  # predictor params that must be counts
+_COUNTS = ("classes", "rows", "k", "samples", "trees", "nodes", "leaves")  # predictor params that must be counts
+
+
+def check_size(predictor, method):
+    """A model whose arrays exceed MAX_MODEL_BYTES could be saved but never loaded: say so before any output."""
+    size = sum(np.asarray(values).nbytes for values in predictor.arrays().values())
+    if size > MAX_MODEL_BYTES:
+        raise GeoEmbedError(
+            f"The {method} model takes {size / 2**30:.1f} GiB, more than a GeoEmbed model file may hold "
+            f"({MAX_MODEL_BYTES / 2**30:.0f} GiB); train on fewer samples (fewer or smaller polygons) or another METHOD."
+        )
 
 
 def save(path, predictor, fields):
     """Write predictor and the descriptive fields (method, class_names, band_names, product, report, versions)."""
+    check_size(predictor, fields["method"])
     header = {"format": FORMAT, "version": VERSION, **fields, "predictor": {"kind": predictor.kind, **predictor.params()}}
     arrays = {name: _plain(values) for name, values in predictor.arrays().items()}
     with atomic_file(path) as tmp, open(tmp, "wb") as out:
@@ -81,7 +92,7 @@ def _check_head(path, what):
         raise GeoEmbedError(f"{what} {path} is empty, not a GeoEmbed model; {RETRAIN}.")
     if head.startswith(PICKLE_PROTOCOL):
         raise GeoEmbedError(
-            f"{what} {path} is a Python pickle (older GeoEmbed versions saved models so), which can run code; "
+            f"{what} {path} is a Python pickle (as older GeoEmbed versions saved models), which can run code; "
             f"it is not opened: {RETRAIN}."
         )
     if head != ZIP_MAGIC:
@@ -205,10 +216,11 @@ def _check_names(header, key, limit):
 
 
 def _plain(values):
-    """Little-endian int64, or float32/float64 as fitted: the only dtypes a model file may hold."""
+    """Little-endian int32 (int64 if needed), or float32/float64 as fitted: the only dtypes a model file may hold."""
     values = np.asarray(values)
     if values.dtype.kind in "iub":
-        return np.ascontiguousarray(values, dtype="<i8")
+        small = values.size == 0 or (values.min() >= -(2**31) and values.max() < 2**31)
+        return np.ascontiguousarray(values, dtype="<i4" if small else "<i8")
     return np.ascontiguousarray(values, dtype="<f4" if values.dtype == np.float32 else "<f8")
 
 

@@ -73,7 +73,7 @@ def _check_classes(classes, n_classes):
 
 def _check_finite(name, values):
     if not np.isfinite(values).all():
-        raise ModelDataError(f"its {name} holds NaN or infinite numbers")
+        raise ModelDataError(f"its {name} hold NaN or infinite numbers")
 
 
 class CentroidPredictor(Predictor):
@@ -254,24 +254,26 @@ class ForestPredictor(Predictor):
 
     All trees' nodes are concatenated; tree t owns nodes starts[t]..starts[t+1]-1 and its children indices are local
     to it (-1 for a leaf). A sample goes left when its feature (as float32, as scikit-learn casts it) is <= the
-    threshold. Leaf values are stored as fractions (each leaf normalised, as scikit-learn's tree predict_proba does).
+    threshold. leaf_value holds one row per leaf, in node order, of class fractions (each leaf normalised, as
+    scikit-learn's tree predict_proba does); inner nodes have no values (they are never read).
     """
 
     kind = "random_forest"
 
-    def __init__(self, classes, starts, left, right, feature, threshold, value):
+    def __init__(self, classes, starts, left, right, feature, threshold, leaf_value):
         super().__init__(classes)
         self.starts = np.asarray(starts, dtype=np.int64)
         self.left = np.asarray(left, dtype=np.int64)
         self.right = np.asarray(right, dtype=np.int64)
         self.feature = np.asarray(feature, dtype=np.int64)
         self.threshold = np.asarray(threshold, dtype=np.float64)
-        self.value = np.asarray(value, dtype=np.float64)
-        # global child indices (leaves point nowhere: -1) for the traversal
+        self.leaf_value = np.asarray(leaf_value, dtype=np.float64)
+        # global child indices (leaves point nowhere: -1) and each leaf's row of leaf_value, for the traversal
         owner = np.repeat(np.arange(len(self.starts) - 1), np.diff(self.starts))
         offset = self.starts[:-1][owner]
         self._left = np.where(self.left >= 0, self.left + offset, -1)
         self._right = np.where(self.right >= 0, self.right + offset, -1)
+        self._row = np.cumsum(self.left < 0) - 1
 
     def predict_proba(self, features):
         features = np.asarray(features, dtype=np.float32)  # scikit-learn casts to float32 before comparing
@@ -283,7 +285,7 @@ class ForestPredictor(Predictor):
             flat, base = chunk.ravel(), np.arange(len(chunk)) * bands
             part = total[first : first + step]
             for root in self.starts[:-1]:  # tree by tree, in order, as scikit-learn sums them
-                part += self.value[self._leaves(flat, base, root)]
+                part += self.leaf_value[self._row[self._leaves(flat, base, root)]]
         total /= len(self.starts) - 1
         return total
 
@@ -302,7 +304,7 @@ class ForestPredictor(Predictor):
         return node
 
     def params(self):
-        return {**super().params(), "trees": len(self.starts) - 1, "nodes": len(self.left)}
+        return {**super().params(), "trees": len(self.starts) - 1, "nodes": len(self.left), "leaves": len(self.leaf_value)}
 
     def arrays(self):
         return {
@@ -312,14 +314,14 @@ class ForestPredictor(Predictor):
             "right": self.right,
             "feature": self.feature,
             "threshold": self.threshold,
-            "value": self.value,
+            "leaf_value": self.leaf_value,
         }
 
     @staticmethod
     def layout(params, bands):
-        trees, nodes, classes = params["trees"], params["nodes"], params["classes"]
-        if not 1 <= trees <= min(nodes, MAX_TREES):
-            raise ModelDataError(f"it has {trees} trees for {nodes} nodes")
+        trees, nodes, leaves, classes = params["trees"], params["nodes"], params["leaves"], params["classes"]
+        if not 1 <= trees <= min(nodes, MAX_TREES) or not trees <= leaves <= nodes:
+            raise ModelDataError(f"it has {trees} trees for {nodes} nodes and {leaves} leaves")
         return {
             "classes": (INTEGERS, (classes,)),
             "starts": (INTEGERS, (trees + 1,)),
@@ -327,7 +329,7 @@ class ForestPredictor(Predictor):
             "right": (INTEGERS, (nodes,)),
             "feature": (INTEGERS, (nodes,)),
             "threshold": (FLOATS, (nodes,)),
-            "value": (FLOATS, (nodes, classes)),
+            "leaf_value": (FLOATS, (leaves, classes)),
         }
 
     @classmethod
@@ -337,20 +339,23 @@ class ForestPredictor(Predictor):
         nodes = params["nodes"]
         if starts[0] != 0 or starts[-1] != nodes or (np.diff(starts) < 1).any():
             raise ModelDataError("its tree starts do not split its nodes into trees")
-        _check_tree_links(starts, arrays["left"].astype(np.int64), arrays["right"].astype(np.int64))
-        left = arrays["left"]
+        left, right = arrays["left"].astype(np.int64), arrays["right"].astype(np.int64)
+        _check_tree_links(starts, left, right)
         inner = left >= 0
+        if np.count_nonzero(~inner) != params["leaves"]:
+            raise ModelDataError("its number of leaf values is not its number of leaves")
         feature = arrays["feature"]
         if (feature[inner] < 0).any() or (feature[inner] >= bands).any():
             raise ModelDataError(f"a tree splits on a band outside 0..{bands - 1}")
         _check_finite("thresholds", arrays["threshold"][inner])
-        value = arrays["value"]
-        _check_finite("leaf values", value)
-        if (value < 0).any():
+        leaf_value = arrays["leaf_value"]
+        _check_finite("leaf values", leaf_value)
+        if (leaf_value < 0).any():
             raise ModelDataError("its leaf values are negative")
-        # internal nodes may hold anything; leaves are read, so keep their feature/threshold harmless
+        # leaves' feature and threshold are never read; zero them so no stray number is kept
         feature = np.where(inner, feature, 0)
-        return cls(arrays["classes"], starts, left, arrays["right"], feature, arrays["threshold"], value)
+        threshold = np.where(inner, arrays["threshold"], 0.0)
+        return cls(arrays["classes"], starts, left, right, feature, threshold, leaf_value)
 
 
 def _check_tree_links(starts, left, right):
@@ -428,24 +433,24 @@ def _forest(estimator, classes):
     for tree in (member.tree_ for member in estimator.estimators_):
         if tree.n_outputs != 1:
             raise ModelDataError("multi-output forests cannot be saved")
-        value = np.asarray(tree.value, dtype=np.float64)[:, 0, : len(classes)]
+        left = np.asarray(tree.children_left, dtype=np.int64)
+        leaf = left < 0
+        value = np.asarray(tree.value, dtype=np.float64)[leaf, 0, : len(classes)]
         total = value.sum(axis=1, keepdims=True)
         total[total == 0.0] = 1.0
         # scikit-learn < 1.4 keeps weighted counts, later versions fractions: normalise either way
         values.append(value / total)
-        lefts.append(np.asarray(tree.children_left, dtype=np.int64))
+        lefts.append(left)
         rights.append(np.asarray(tree.children_right, dtype=np.int64))
-        features.append(np.asarray(tree.feature, dtype=np.int64))
-        thresholds.append(np.asarray(tree.threshold, dtype=np.float64))
+        features.append(np.where(leaf, 0, tree.feature))  # scikit-learn marks leaves with feature -2
+        thresholds.append(np.where(leaf, 0.0, tree.threshold))
         starts.append(starts[-1] + tree.node_count)
-    left = np.concatenate(lefts)
-    inner = left >= 0
     return ForestPredictor(
         classes,
         np.array(starts, dtype=np.int64),
-        left,
+        np.concatenate(lefts),
         np.concatenate(rights),
-        np.where(inner, np.concatenate(features), 0),  # scikit-learn marks leaves with feature -2
-        np.where(inner, np.concatenate(thresholds), 0.0),
+        np.concatenate(features),
+        np.concatenate(thresholds),
         np.concatenate(values),
     )

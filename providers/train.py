@@ -16,7 +16,7 @@ from qgis.core import (
     QgsProcessingParameterRasterLayer,
 )
 
-from ..analysis import classify
+from ..analysis import classify, model_file
 from ..analysis.regions import polygon_pixels
 from ..analysis.report import report_html
 from ..analysis.sampling import sample
@@ -28,6 +28,7 @@ from .inputs import features_in, open_input
 from .styles import ClassStyler, write_class_palette
 
 METHODS = classify.METHODS  # the METHOD choices, also offered by the GeoEmbed panel
+MODEL_FILTER = f"GeoEmbed model (*.{model_file.EXTENSION})"  # data only: analysis/model_file.py
 MAX_PIXELS_PER_POLYGON = 2000  # bounds memory and keeps big polygons from drowning small ones
 
 
@@ -49,7 +50,7 @@ class TrainAlgorithm(GeoEmbedAlgorithm):
         )
         self.addParameter(
             QgsProcessingParameterFileDestination(
-                "OUTPUT_MODEL", self.tr("Model file"), fileFilter="GeoEmbed model (*.pkl)", optional=True, createByDefault=False
+                "OUTPUT_MODEL", self.tr("Model file"), fileFilter=MODEL_FILTER, optional=True, createByDefault=False
             )
         )
         self.addParameter(
@@ -63,6 +64,7 @@ class TrainAlgorithm(GeoEmbedAlgorithm):
         log = FeedbackLog(feedback)
         method = self.parameterAsEnumString(parameters, "METHOD", context) or "random_forest"
         classify.make_model(method)  # a missing scikit-learn is said before any work
+        model_path = self.parameterAsFileOutput(parameters, "OUTPUT_MODEL", context) if parameters.get("OUTPUT_MODEL") else ""
         raster = open_input(self, parameters, context, log)
         try:
             features, labels, xs, ys, class_names = self._samples(parameters, context, feedback, raster)
@@ -84,10 +86,11 @@ class TrainAlgorithm(GeoEmbedAlgorithm):
                 method,
                 report={"accuracy": None if result is None else result["accuracy"], "counts": counts.tolist()},
             )
+            if model_path:
+                model.check_size()  # said before any output is written
             outputs = write_class_maps(self, parameters, context, raster, model, log)
         finally:
             raster.close()
-        model_path = self.parameterAsFileOutput(parameters, "OUTPUT_MODEL", context) if parameters.get("OUTPUT_MODEL") else ""
         if model_path:
             outputs["OUTPUT_MODEL"] = model.save(model_path)
         outputs["METRICS"] = json.dumps(_metrics_json(class_names, counts, result))
@@ -152,7 +155,12 @@ class ClassifyAlgorithm(GeoEmbedAlgorithm):
 
     def initAlgorithm(self, config=None):
         self.addParameter(QgsProcessingParameterRasterLayer("INPUT", self.tr("Embeddings (layer, product file or folder)")))
-        self.addParameter(QgsProcessingParameterFile("MODEL", self.tr("Model saved by geoembed:train"), extension="pkl"))
+        # any extension is taken, so an old .pkl model gets its own message (it is never unpickled)
+        self.addParameter(
+            QgsProcessingParameterFile(
+                "MODEL", self.tr("Model saved by geoembed:train"), fileFilter=f"{MODEL_FILTER};;All files (*)"
+            )
+        )
         self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT", self.tr("Classes")))
         self.addParameter(
             QgsProcessingParameterRasterDestination(

@@ -195,7 +195,7 @@ def trained(qgis_process, tile, tmp_path_factory):
         rows.append((p, {"cls": label}))
     training = write_points(folder / "training.geojson", rows)
     out = folder / "out"
-    outputs = {"OUTPUT": out / "classes.tif", "OUTPUT_MODEL": out / "model.pkl", "OUTPUT_REPORT": out / "report.html"}
+    outputs = {"OUTPUT": out / "classes.tif", "OUTPUT_MODEL": out / "model.npz", "OUTPUT_REPORT": out / "report.html"}
     completed = qgis_process(
         *run_args("train", INPUT=tile.path, TRAINING=training, FIELD="cls", METHOD="random_forest", **outputs)
     )
@@ -290,7 +290,7 @@ def test_bad_input_fails_cleanly(qgis_process, tile, tmp_path, case):
     out = tmp_path / "out"
     params = {"INPUT": tile.path, **build(tile, tmp_path), "OUTPUT": out / filename}
     if algorithm == "train":
-        params.update(OUTPUT_MODEL=out / "model.pkl", OUTPUT_REPORT=out / "report.html")
+        params.update(OUTPUT_MODEL=out / "model.npz", OUTPUT_REPORT=out / "report.html")
     completed = qgis_process(*run_args(algorithm, **params))
     text = output_of(completed)
     assert completed.returncode != 0, text

@@ -134,7 +134,7 @@ def trained(embedding, patches, tmp_path_factory):
             outputs = {
                 "OUTPUT": folder / "classes.tif",
                 "OUTPUT_CONFIDENCE": folder / "confidence.tif",
-                "OUTPUT_MODEL": folder / "model.pkl",
+                "OUTPUT_MODEL": folder / "model.npz",
                 "OUTPUT_REPORT": folder / "report.html",
             }
             parameters = {"INPUT": embedding.path, "TRAINING": layer, "FIELD": "cls", "METHOD": method}
@@ -316,7 +316,7 @@ def test_train_bad_input_fails_in_one_line_and_writes_nothing(embedding, patches
         "FIELD": field,
         "OUTPUT": str(tmp_path / "classes.tif"),
         "OUTPUT_CONFIDENCE": str(tmp_path / "confidence.tif"),
-        "OUTPUT_MODEL": str(tmp_path / "model.pkl"),
+        "OUTPUT_MODEL": str(tmp_path / "model.npz"),
         "OUTPUT_REPORT": str(tmp_path / "report.html"),
     }
     with pytest.raises(QgsProcessingException) as caught:
@@ -339,7 +339,7 @@ def test_train_polygons_in_another_crs_give_the_same_counts(embedding, patches, 
         ]
         rows.append((in_crs(embedding, "EPSG:3857", ring), [TEXT_CLASSES[index % 3]]))
     layer = polygon_layer("EPSG:3857", rows)
-    model = tmp_path / "model.pkl"
+    model = tmp_path / "model.npz"
     run(
         "train",
         {
@@ -445,7 +445,7 @@ def test_classify_refuses_rasters_with_other_bands(trained, other_rasters, tmp_p
 
 
 def test_classify_refuses_a_file_that_is_not_a_model(embedding, tmp_path):
-    model = tmp_path / "model.pkl"
+    model = tmp_path / "model.npz"
     model.write_bytes(b"not a pickle at all")
     out = tmp_path / "out"
     with pytest.raises(QgsProcessingException) as caught:

@@ -158,7 +158,7 @@ class Inputs:
     def model_for_other_bands(self, out):
         """A model trained on the eight-band raster (whose bands differ from the embedding's)."""
         eight = self.eight_band_tif()
-        path = self.scratch / "eight_band_model.pkl"
+        path = self.scratch / "eight_band_model.npz"
         run(
             "train",
             {
@@ -336,7 +336,12 @@ BAD_INPUTS = [
         ["bands"],
     ),
     ("classify", "missing MODEL", lambda i, o: {"INPUT": i.raster(), "MODEL": i.missing(), "OUTPUT": o / "c.tif"}, ["exist"]),
-    ("classify", "not a model", lambda i, o: {"INPUT": i.raster(), "MODEL": i.garbage_model(), "OUTPUT": o / "c.tif"}, ["model"]),
+    (
+        "classify",
+        "not a model (a pickle: never opened)",
+        lambda i, o: {"INPUT": i.raster(), "MODEL": i.garbage_model(), "OUTPUT": o / "c.tif"},
+        ["model", "pickle", "not opened"],
+    ),
     # geoembed:resample
     ("resample", "RESOLUTION 0", lambda i, o: {"INPUT": i.raster(), "RESOLUTION": 0, "OUTPUT": o / "r.tif"}, ["RESOLUTION"]),
     (

@@ -56,8 +56,8 @@ def train_model(tile, labels, folder):
 
     folder = Path(folder)
     training = {"INPUT": str(tile), "TRAINING": labels, "FIELD": "class", "METHOD": "nearest_centroid"}
-    processing.run("geoembed:train", {**training, "OUTPUT": str(folder / "c.tif"), "OUTPUT_MODEL": str(folder / "m.pkl")})
-    return str(folder / "m.pkl")
+    outputs = {"OUTPUT": str(folder / "c.tif"), "OUTPUT_MODEL": str(folder / "model.npz")}
+    return processing.run("geoembed:train", {**training, **outputs})["OUTPUT_MODEL"]
 
 
 def jobs(tile, labels, model, out):

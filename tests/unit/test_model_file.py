@@ -5,7 +5,6 @@ without running anything.
 Expectations come from scikit-learn itself (the fitted estimators' predict / predict_proba), not from geoembed.
 """
 
-import io
 import json
 import os
 import pickle
@@ -19,6 +18,17 @@ import pytest
 from geoembed.analysis import classify, model_file
 from geoembed.analysis.classify import TrainedModel, load_model
 from geoembed.loaders.errors import GeoEmbedError
+from tests.support.model_files import (
+    WritesAFile,
+    header_of,
+    members_of,
+    npy,
+    npy_claiming,
+    object_array_that_writes,
+    pickle_that_writes,
+    rewrite,
+)
+from tests.support.model_files import tampered as support_tampered
 from tests.unit.helpers import assert_one_line, leftovers
 
 sklearn = pytest.importorskip("sklearn")
@@ -52,9 +62,7 @@ def fitted(method, n_classes=CLASSES, labels_used=None):
 def saved(tmp_path, estimator, method, n_classes=CLASSES, name="model.npz"):
     path = tmp_path / name
     names = [f"class {i}" for i in range(n_classes)]
-    TrainedModel(estimator, names, band_names(), "aef", method, report={"accuracy": 0.5, "counts": [1] * n_classes}).save(
-        path
-    )
+    TrainedModel(estimator, names, band_names(), "aef", method, report={"accuracy": 0.5, "counts": [1] * n_classes}).save(path)
     return path
 
 
@@ -203,16 +211,6 @@ def test_loading_and_predicting_needs_no_sklearn(tmp_path):
 # ---------------------------------------------------------------- refusals
 
 
-class WritesAFile:
-    """Unpickling this creates the file `marker`: the proof a loader unpickled."""
-
-    def __init__(self, marker):
-        self.marker = str(marker)
-
-    def __reduce__(self):
-        return (open, (self.marker, "w"))
-
-
 def refused(path, *words):
     with pytest.raises(GeoEmbedError) as info:
         load_model(str(path))
@@ -229,8 +227,7 @@ def test_the_crafted_pickle_really_writes_a_file(tmp_path):
 
 def test_a_pickle_that_would_write_a_file_is_never_opened(tmp_path):
     marker = tmp_path / "pwned.txt"
-    path = tmp_path / "model.pkl"
-    path.write_bytes(pickle.dumps({"format": "geoembed-model-1", "model": WritesAFile(marker)}))
+    path = pickle_that_writes(tmp_path / "model.pkl", marker)
     refused(path, "pickle", "can run code", "not opened", "geoembed:train")
     assert not marker.exists()
 
@@ -263,10 +260,8 @@ def test_wrong_magic(tmp_path, content, words):
 def test_an_npz_with_an_object_array_is_not_unpickled(tmp_path):
     marker = tmp_path / "pwned.txt"
     members = members_of(valid_model(tmp_path))
-    buffer = io.BytesIO()
-    np.save(buffer, np.array([WritesAFile(marker)], dtype=object), allow_pickle=True)
-    members["centroids.npy"] = buffer.getvalue()
-    path = rewrite(tmp_path, members)
+    members["centroids.npy"] = object_array_that_writes(marker)
+    path = rewrite(tmp_path / "tampered.npz", members)
     refused(path, "centroids", "|O")
     assert not marker.exists()
 
@@ -274,10 +269,8 @@ def test_an_npz_with_an_object_array_is_not_unpickled(tmp_path):
 def test_an_object_header_is_not_unpickled(tmp_path):
     marker = tmp_path / "pwned.txt"
     members = members_of(valid_model(tmp_path))
-    buffer = io.BytesIO()
-    np.save(buffer, np.array(WritesAFile(marker), dtype=object), allow_pickle=True)
-    members["header.npy"] = buffer.getvalue()
-    refused(rewrite(tmp_path, members), "header")
+    members["header.npy"] = npy(np.array(WritesAFile(marker), dtype=object), allow_pickle=True)
+    refused(rewrite(tmp_path / "tampered.npz", members), "header")
     assert not marker.exists()
 
 
@@ -290,43 +283,8 @@ def valid_model(tmp_path, method="nearest_centroid", n_classes=3):
     return saved(tmp_path, estimator, method, n_classes=n_classes, name=f"valid-{method}.npz")
 
 
-def members_of(path):
-    with zipfile.ZipFile(path) as archive:
-        return {name: archive.read(name) for name in archive.namelist()}
-
-
-def npy(array):
-    buffer = io.BytesIO()
-    np.save(buffer, array)
-    return buffer.getvalue()
-
-
-def header_of(members):
-    return json.loads(str(np.load(io.BytesIO(members["header.npy"]))))
-
-
-def arrays_of(members):
-    return {name[:-4]: np.load(io.BytesIO(data)) for name, data in members.items() if name != "header.npy"}
-
-
-def rewrite(tmp_path, members, name="tampered.npz"):
-    path = tmp_path / name
-    with zipfile.ZipFile(path, "w") as archive:
-        for member, data in members.items():
-            archive.writestr(member, data)
-    return path
-
-
 def tampered(tmp_path, change_header=None, change_arrays=None, method="nearest_centroid"):
-    members = members_of(valid_model(tmp_path, method))
-    header, arrays = header_of(members), arrays_of(members)
-    if change_header:
-        change_header(header)
-    if change_arrays:
-        change_arrays(arrays)
-    rebuilt = {"header.npy": npy(np.array(json.dumps(header)))}
-    rebuilt.update({f"{name}.npy": npy(values) for name, values in arrays.items()})
-    return rewrite(tmp_path, rebuilt)
+    return support_tampered(valid_model(tmp_path, method), tmp_path / "tampered.npz", change_header, change_arrays)
 
 
 def test_the_tampering_helpers_keep_a_valid_model_valid(tmp_path):
@@ -358,19 +316,19 @@ def test_tampered_header(tmp_path, change):
 def test_header_that_is_not_json(tmp_path):
     members = members_of(valid_model(tmp_path))
     members["header.npy"] = npy(np.array('{"format": "geoembed-model", "version": 1,'))
-    refused(rewrite(tmp_path, members), "not valid JSON")
+    refused(rewrite(tmp_path / "tampered.npz", members), "not valid JSON")
 
 
 def test_header_deeply_nested(tmp_path):
     members = members_of(valid_model(tmp_path))
     members["header.npy"] = npy(np.array("[" * 100000 + "]" * 100000))
-    refused(rewrite(tmp_path, members), "geoembed:train")
+    refused(rewrite(tmp_path / "tampered.npz", members), "geoembed:train")
 
 
 def test_header_of_numbers_not_text(tmp_path):
     members = members_of(valid_model(tmp_path))
     members["header.npy"] = npy(np.arange(10))
-    refused(rewrite(tmp_path, members), "header", "<i8")
+    refused(rewrite(tmp_path / "tampered.npz", members), "header", "<i8")
 
 
 def _drop(name):
@@ -383,7 +341,7 @@ def _set(name, make):
 
 def _tree_edit(edit):
     def change(arrays):
-        left, right = arrays["left"].copy(), arrays["right"].copy()
+        left, right = arrays["left"].astype(np.int64), arrays["right"].astype(np.int64)
         edit(left, right, arrays)
         arrays.update(left=left, right=right)
 
@@ -459,7 +417,12 @@ ARRAY_TAMPERING = {
         _set("starts", lambda a: a["starts"] + 1),
         ["starts"],
     ),
-    "negative leaf values": ("random_forest", _set("value", lambda a: -a["value"]), ["negative"]),
+    "a leaf without a value": (
+        "random_forest",
+        _set("leaf_value", lambda a: a["leaf_value"][:-1]),
+        ["leaf_value", "shape"],
+    ),
+    "negative leaf values": ("random_forest", _set("leaf_value", lambda a: -a["leaf_value"]), ["negative"]),
 }
 
 
@@ -467,13 +430,6 @@ ARRAY_TAMPERING = {
 def test_tampered_arrays(tmp_path, change):
     method, edit, words = change
     refused(tampered(tmp_path, change_arrays=edit, method=method), "geoembed:train", *words)
-
-
-def _npy_claiming(shape, dtype="<f8", data=b"\0" * 64):
-    """A .npy member whose header declares shape but which holds only `data`."""
-    header = f"{{'descr': '{dtype}', 'fortran_order': False, 'shape': {shape}, }}"
-    header = header + " " * (63 - (len(header) + 10) % 64) + "\n"
-    return b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header.encode() + data
 
 
 @pytest.mark.parametrize(
@@ -491,14 +447,14 @@ def test_huge_shapes_are_refused_before_allocating(tmp_path, change_header, memb
     if change_header:
         change_header(header)
     members["header.npy"] = npy(np.array(json.dumps(header)))
-    members["vectors.npy"] = _npy_claiming(member_shape, "<f4")
-    refused(rewrite(tmp_path, members), *words)
+    members["vectors.npy"] = npy_claiming(member_shape, "<f4")
+    refused(rewrite(tmp_path / "tampered.npz", members), *words)
 
 
 def test_member_shorter_than_its_shape(tmp_path):
     members = members_of(valid_model(tmp_path))
-    members["centroids.npy"] = _npy_claiming((3, BANDS), data=b"\0" * 100)
-    refused(rewrite(tmp_path, members), "size")
+    members["centroids.npy"] = npy_claiming((3, BANDS), data=b"\0" * 100)
+    refused(rewrite(tmp_path / "tampered.npz", members), "size")
 
 
 def test_zip_bomb_member(tmp_path):
@@ -519,12 +475,12 @@ def test_zip_bomb_member(tmp_path):
 def test_zip_of_many_members(tmp_path):
     members = members_of(valid_model(tmp_path))
     members.update({f"extra{i}.npy": npy(np.zeros(1)) for i in range(100)})
-    refused(rewrite(tmp_path, members), "members")
+    refused(rewrite(tmp_path / "tampered.npz", members), "members")
 
 
 def test_duplicate_members(tmp_path):
     members = members_of(valid_model(tmp_path))
-    path = rewrite(tmp_path, members)
+    path = rewrite(tmp_path / "tampered.npz", members)
     with pytest.warns(UserWarning), zipfile.ZipFile(path, "a") as archive:
         archive.writestr("centroids.npy", npy(np.zeros((3, BANDS))))
     refused(path, "duplicate", "centroids")
@@ -564,4 +520,41 @@ def test_header_member_too_big(tmp_path):
     header = header_of(members)
     header["report"]["padding"] = "x" * (model_file.MAX_HEADER_BYTES // 4)
     members["header.npy"] = npy(np.array(json.dumps(header)))
-    refused(rewrite(tmp_path, members), "header", "bytes")
+    refused(rewrite(tmp_path / "tampered.npz", members), "header", "bytes")
+
+
+def test_integers_are_stored_as_int32_and_floats_as_fitted(tmp_path):
+    path = saved(tmp_path, fitted("knn"), "knn")
+    with zipfile.ZipFile(path) as archive:
+        kinds = {name: np.lib.format.read_array_header_1_0(_opened(archive, name))[2].str for name in archive.namelist()}
+    assert kinds["labels.npy"] == kinds["classes.npy"] == "<i4"
+    assert kinds["vectors.npy"] == "<f4"  # fitted on float32 features, kept so
+
+
+def _opened(archive, name):
+    stream = archive.open(name)
+    np.lib.format.read_magic(stream)
+    return stream
+
+
+def test_a_model_too_large_for_a_file_is_refused_before_writing(tmp_path, monkeypatch):
+    estimator = fitted("random_forest")
+    trained = TrainedModel(estimator, [f"c{i}" for i in range(CLASSES)], band_names(), "aef", "random_forest")
+    monkeypatch.setattr(model_file, "MAX_MODEL_BYTES", 2**20)
+    with pytest.raises(GeoEmbedError) as info:
+        trained.check_size()
+    assert "random_forest" in assert_one_line(info.value) and "fewer samples" in str(info.value)
+    with pytest.raises(GeoEmbedError):
+        trained.save(tmp_path / "model.npz")
+    assert leftovers(tmp_path) == []
+
+
+def test_more_leaf_values_than_leaves(tmp_path):
+    """Header and arrays agree on one leaf value more than the trees have leaves."""
+    path = tampered(
+        tmp_path,
+        change_header=lambda h: h["predictor"].update(leaves=h["predictor"]["leaves"] + 1),
+        change_arrays=lambda a: a.update(leaf_value=np.concatenate([a["leaf_value"], a["leaf_value"][:1]])),
+        method="random_forest",
+    )
+    refused(path, "leaves")
