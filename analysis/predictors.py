@@ -177,8 +177,9 @@ class NeighboursPredictor(Predictor):
         self.labels = np.asarray(labels, dtype=np.intp)  # column of classes_ of each training vector
         self.k = int(k)
         self.weights = weights
-        self._vectors64 = self.vectors.astype(np.float64)
-        self._norms = np.einsum("ij,ij->i", self._vectors64, self._vectors64)
+        vectors64 = self.vectors.astype(np.float64)
+        self._minus_twice = np.ascontiguousarray(-2.0 * vectors64.T)
+        self._norms = np.einsum("ij,ij->i", vectors64, vectors64)
 
     def predict_proba(self, features):
         features = np.asarray(features)
@@ -191,10 +192,13 @@ class NeighboursPredictor(Predictor):
         return out
 
     def _proba(self, queries, root_dtype):
-        squared = np.einsum("ij,ij->i", queries, queries)[:, None] - 2.0 * (queries @ self._vectors64.T) + self._norms
-        np.maximum(squared, 0.0, out=squared)
-        neighbours = self._nearest(squared)
-        distance = np.sqrt(np.take_along_axis(squared, neighbours, axis=1).astype(root_dtype)).astype(np.float64)
+        # squared distance = |q|^2 - 2 q.v + |v|^2 (scikit-learn's decomposition); |q|^2 does not change the ranking,
+        # so it is added to the k chosen only
+        partial = queries @ self._minus_twice
+        partial += self._norms
+        neighbours = self._nearest(partial)
+        squared = np.einsum("ij,ij->i", queries, queries)[:, None] + np.take_along_axis(partial, neighbours, axis=1)
+        distance = np.sqrt(np.maximum(squared, 0.0).astype(root_dtype)).astype(np.float64)
         with np.errstate(divide="ignore"):
             weight = 1.0 / distance
         exact = np.isinf(weight)
@@ -268,12 +272,19 @@ class ForestPredictor(Predictor):
         self.feature = np.asarray(feature, dtype=np.int64)
         self.threshold = np.asarray(threshold, dtype=np.float64)
         self.leaf_value = np.asarray(leaf_value, dtype=np.float64)
-        # global child indices (leaves point nowhere: -1) and each leaf's row of leaf_value, for the traversal
+        # For the traversal, children[2 * node + went_left] is the global index of the inner node reached, or
+        # -(its row of leaf_value + 1) for a leaf: one gather per level, and a sign that says "arrived".
         owner = np.repeat(np.arange(len(self.starts) - 1), np.diff(self.starts))
         offset = self.starts[:-1][owner]
-        self._left = np.where(self.left >= 0, self.left + offset, -1)
-        self._right = np.where(self.right >= 0, self.right + offset, -1)
-        self._row = np.cumsum(self.left < 0) - 1
+        leaf = self.left < 0
+        row = np.cumsum(leaf) - 1
+        self._leaf_of_root = np.where(leaf[self.starts[:-1]], row[self.starts[:-1]], -1)
+
+        def target(local):
+            at = np.where(local >= 0, local + offset, 0)
+            return np.where(local < 0, -1, np.where(leaf[at], -(row[at] + 1), at))
+
+        self._children = np.stack([target(self.right), target(self.left)], axis=1).ravel()
 
     def predict_proba(self, features):
         features = np.asarray(features, dtype=np.float32)  # scikit-learn casts to float32 before comparing
@@ -284,24 +295,29 @@ class ForestPredictor(Predictor):
             chunk = features[first : first + step].astype(np.float64)
             flat, base = chunk.ravel(), np.arange(len(chunk)) * bands
             part = total[first : first + step]
-            for root in self.starts[:-1]:  # tree by tree, in order, as scikit-learn sums them
-                part += self.leaf_value[self._row[self._leaves(flat, base, root)]]
+            for tree, root in enumerate(self.starts[:-1]):  # tree by tree, in order, as scikit-learn sums them
+                part += self.leaf_value[self._leaves(flat, base, root, self._leaf_of_root[tree])]
         total /= len(self.starts) - 1
         return total
 
-    def _leaves(self, flat, base, root):
-        """The leaf each sample reaches from root: the samples still at inner nodes step down one level at a time."""
+    def _leaves(self, flat, base, root, root_leaf):
+        """The leaf_value row each sample reaches from root: the samples still at inner nodes step down one level at
+        a time (every child index is larger than its parent's, so this ends)."""
+        rows = np.full(len(base), root_leaf, dtype=np.int64)
+        if root_leaf >= 0:
+            return rows
+        where = np.arange(len(base))
         node = np.full(len(base), root, dtype=np.int64)
-        if self._left[root] < 0:
-            return node
-        active = np.arange(len(base))
-        while active.size:
-            current = node[active]
-            go_left = flat[base[active] + self.feature[current]] <= self.threshold[current]
-            reached = np.where(go_left, self._left[current], self._right[current])
-            node[active] = reached
-            active = active[self._left[reached] >= 0]
-        return node
+        offsets = base
+        while where.size:
+            went_left = flat[offsets + self.feature[node]] <= self.threshold[node]
+            node = self._children[2 * node + went_left]
+            arrived = node < 0
+            if arrived.any():
+                rows[where[arrived]] = -node[arrived] - 1
+                going = ~arrived
+                where, node, offsets = where[going], node[going], offsets[going]
+        return rows
 
     def params(self):
         return {**super().params(), "trees": len(self.starts) - 1, "nodes": len(self.left), "leaves": len(self.leaf_value)}
