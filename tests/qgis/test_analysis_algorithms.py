@@ -863,7 +863,7 @@ CANCEL_CASES = {
             "METHOD": "nearest_centroid",
             "OUTPUT": str(out / "classes.tif"),
             "OUTPUT_CONFIDENCE": str(out / "confidence.tif"),
-            "OUTPUT_MODEL": str(out / "model.pkl"),
+            "OUTPUT_MODEL": str(out / "model.npz"),
             "OUTPUT_REPORT": str(out / "report.html"),
         },
     ),

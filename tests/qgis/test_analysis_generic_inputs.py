@@ -169,7 +169,7 @@ def trained(inputs, tmp_path_factory):
     runs = {}
     for kind, emb in inputs.items():
         folder = tmp_path_factory.mktemp(f"train-{kind}")
-        outputs = {"OUTPUT": folder / "classes.tif", "OUTPUT_MODEL": folder / "model.pkl"}
+        outputs = {"OUTPUT": folder / "classes.tif", "OUTPUT_MODEL": folder / "model.npz"}
         parameters = {"INPUT": emb.path, "TRAINING": training_layer(emb), "FIELD": "cls", "METHOD": "nearest_centroid"}
         run("train", {**parameters, **{k: str(v) for k, v in outputs.items()}})
         runs[kind] = outputs
