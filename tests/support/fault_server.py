@@ -17,13 +17,13 @@ import hashlib
 import os
 import re
 import socket
-import sys
 import threading
 import time
 from collections import Counter
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import unquote, urlparse
+
+from .loopback import LoopbackServer, QuietHandler
 
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)$")
 CHUNK = 64 * 1024
@@ -139,7 +139,7 @@ class FaultServer:
         self.bytes_by_path = Counter()
         self._lock = threading.Lock()
         self._active = 0  # requests being answered
-        self._httpd = _QuietServer(("127.0.0.1", 0), _handler(self))
+        self._httpd = LoopbackServer(("127.0.0.1", 0), _handler(self))
         self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
 
     @property
@@ -210,36 +210,15 @@ class FaultServer:
         self._httpd.server_close()
 
 
-class _QuietServer(ThreadingHTTPServer):
-    """Clients that hang up early (the point of several tests) are not worth a traceback. The listen queue is as long
-    as a real server's (socketserver's default of 5 drops part of GDAL 3.10+'s bursts of parallel range requests)."""
-
-    daemon_threads = True
-    request_queue_size = 128
-
-    def handle_error(self, request, client_address):
-        if not isinstance(sys.exc_info()[1], ConnectionError):
-            super().handle_error(request, client_address)
-
-
 def _handler(server):
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(QuietHandler):
         protocol_version = "HTTP/1.1"
 
-        def log_message(self, *args):
-            pass
-
-        def do_HEAD(self):  # noqa: N802
-            self._answer(send_body=False)
-
-        def do_GET(self):  # noqa: N802
-            self._answer(send_body=True)
-
-        def _answer(self, send_body):
+        def answer(self, body):
             with server._lock:
                 server._active += 1
             try:
-                self._answer_one(send_body)
+                self._answer_one(body)
             finally:
                 with server._lock:
                     server._active -= 1

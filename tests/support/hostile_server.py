@@ -21,8 +21,9 @@ Nothing runs unbounded: a stall waits at most MAX_STALL_S, a stream ends after M
 import re
 import threading
 from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import unquote, urlparse
+
+from .loopback import LoopbackServer, QuietHandler
 
 MAX_STALL_S = 30.0
 MAX_SEND_BYTES = 4 << 30
@@ -69,28 +70,16 @@ class HostileServer:
         self._httpd.server_close()
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 64
-
+class _Server(LoopbackServer):
     def handle_error(self, request, client_address):
         pass  # clients hanging up on an endless body is the point
 
 
 def _handler(server):
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(QuietHandler):
         protocol_version = "HTTP/1.1"
 
-        def log_message(self, *args):
-            pass
-
-        def do_HEAD(self):  # noqa: N802
-            self._answer(body=False)
-
-        def do_GET(self):  # noqa: N802
-            self._answer(body=True)
-
-        def _answer(self, body):
+        def answer(self, body):
             path = unquote(urlparse(self.path).path)
             number = server._count(path)
             kind, _, name = path.lstrip("/").partition("/")

@@ -7,8 +7,9 @@ import os
 import re
 import threading
 from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import unquote, urlparse
+
+from .loopback import LoopbackServer, QuietHandler
 
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)$")
 
@@ -23,17 +24,8 @@ class RangeServer:
         self._lock = threading.Lock()
         server = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_HEAD(self):  # noqa: N802
-                self._serve(body=False)
-
-            def do_GET(self):  # noqa: N802
-                self._serve(body=True)
-
-            def _serve(self, body):
+        class Handler(QuietHandler):
+            def answer(self, body):
                 path = unquote(urlparse(self.path).path)
                 header = self.headers.get("Range")
                 with server._lock:
@@ -72,7 +64,7 @@ class RangeServer:
                     with server._lock:
                         server.bytes_by_path[path] += len(data)
 
-        self._httpd = _Server(("127.0.0.1", 0), Handler)
+        self._httpd = LoopbackServer(("127.0.0.1", 0), Handler)
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
 
     @property
@@ -95,12 +87,3 @@ class RangeServer:
     def __exit__(self, *exc):
         self._httpd.shutdown()
         self._httpd.server_close()
-
-
-class _Server(ThreadingHTTPServer):
-    """A listen queue as long as a real server's: GDAL 3.10+ reads the tiles of a window with many parallel range
-    requests, and socketserver's default of 5 pending connections drops the rest of such a burst (each then waits
-    for a TCP retransmission or GDAL's timeout, a minute or more)."""
-
-    request_queue_size = 128
-    daemon_threads = True

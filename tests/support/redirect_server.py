@@ -10,8 +10,9 @@ root (honouring Range). Every request is recorded as (method, path, Range header
 import os
 import re
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import unquote, urlparse
+
+from .loopback import LoopbackServer, QuietHandler
 
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)$")
 
@@ -21,7 +22,7 @@ class RedirectServer:
         self.root, self.redirect = os.path.abspath(root), redirect
         self.requests = []
         self._lock = threading.Lock()
-        self._httpd = _Server(("127.0.0.1", 0), _handler(self))
+        self._httpd = LoopbackServer(("127.0.0.1", 0), _handler(self))
         self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
 
     @property
@@ -37,25 +38,11 @@ class RedirectServer:
         self._httpd.server_close()
 
 
-class _Server(ThreadingHTTPServer):
-    request_queue_size = 128
-    daemon_threads = True
-
-
 def _handler(server):
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(QuietHandler):
         protocol_version = "HTTP/1.1"
 
-        def log_message(self, *args):
-            pass
-
-        def do_HEAD(self):  # noqa: N802
-            self._answer(body=False)
-
-        def do_GET(self):  # noqa: N802
-            self._answer(body=True)
-
-        def _answer(self, body):
+        def answer(self, body):
             path = unquote(urlparse(self.path).path)
             header = self.headers.get("Range")
             with server._lock:
