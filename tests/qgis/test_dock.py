@@ -3,6 +3,7 @@ are read back through QGIS's raster provider and checked against values computed
 
 import json
 import os
+import threading
 import time
 from pathlib import Path
 
@@ -27,6 +28,7 @@ from qgis.PyQt.QtGui import QColor, QImage, QPainter
 from qgis.PyQt.QtWidgets import QAction, QDockWidget
 
 from geoembed import classFactory
+from geoembed.loaders import load
 from geoembed.providers import settings
 from geoembed.ui.dock import GeoEmbedDock
 from geoembed.ui.menu import ENTRIES, PANEL_ACTION
@@ -305,7 +307,11 @@ def test_a_failing_load_says_one_line_in_the_message_bar_and_adds_nothing(dock, 
     assert not list(tmp_path.glob("*.tif"))
 
 
-def test_cancel_stops_the_run_and_leaves_no_file(dock, tile_2024_31n, tmp_path):
+def test_cancel_stops_the_run_and_leaves_no_file(dock, tile_2024_31n, tmp_path, monkeypatch):
+    # The load waits before writing until Cancel was clicked: on a busy machine a small load could otherwise finish
+    # (and write its file) between the two clicks.
+    cancel_clicked, write_geotiff = threading.Event(), load.write_geotiff
+    monkeypatch.setattr(load, "write_geotiff", lambda *a, **k: cancel_clicked.wait(60) and write_geotiff(*a, **k))
     panel = dock.load_panel
     panel.source.setFilePath(str(tile_2024_31n[1]))
     output = tmp_path / "cancelled.tif"
@@ -313,6 +319,7 @@ def test_cancel_stops_the_run_and_leaves_no_file(dock, tile_2024_31n, tmp_path):
     panel.load_button.click()
     assert dock.cancel_button.isEnabled()
     dock.cancel_button.click()
+    cancel_clicked.set()
     run = wait_for(dock.current)
     assert not run.ok and run.message == "Cancelled."
     assert not dock.cancel_button.isEnabled()
