@@ -4,6 +4,7 @@ Expectations come from the fixture generator (tests.fixtures.aef) and pyproj, ne
 """
 
 import math
+import time
 
 import numpy as np
 from pyproj import Transformer
@@ -18,6 +19,7 @@ from qgis.core import (
     QgsProcessingFeedback,
     QgsProject,
 )
+from qgis.PyQt.QtCore import QCoreApplication, QEvent
 
 from geoembed.qgis_compat import IDENTIFY_VALUE
 from tests.fixtures.aef import PATCH_DEG, expected_values, patch_centre
@@ -63,6 +65,21 @@ def error_message(exc):
     # processing.run() prefixes checkParameterValues() failures with its own line.
     prefix = "Unable to execute algorithm\n"
     return message[len(prefix) :] if message.startswith(prefix) else message
+
+
+# --- between tests ----------------------------------------------------------------------------
+
+
+def settle(timeout=60.0):
+    """Let every background task end and Qt delete what was scheduled for deletion, so that nothing of one test
+    (a task winding down, a layer or task deleted later) is left for the next one's event loop."""
+    deadline = time.monotonic() + timeout
+    while QgsApplication.taskManager().countActiveTasks() and time.monotonic() < deadline:
+        QCoreApplication.processEvents()
+        time.sleep(0.01)
+    for _ in range(3):
+        QCoreApplication.processEvents()
+        QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
 
 
 # --- expectations ----------------------------------------------------------------------------

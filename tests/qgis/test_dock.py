@@ -12,7 +12,6 @@ import pytest
 from osgeo import gdal
 from qgis.core import (
     Qgis,
-    QgsApplication,
     QgsCoordinateReferenceSystem,
     QgsPointXY,
     QgsProject,
@@ -33,7 +32,7 @@ from geoembed.providers import settings
 from geoembed.ui.dock import GeoEmbedDock
 from geoembed.ui.menu import ENTRIES, PANEL_ACTION
 
-from .helpers import EXTENT_BOX
+from .helpers import EXTENT_BOX, settle
 
 SCREENSHOT = Path(__file__).resolve().parents[2] / "build" / "screenshots" / "dock_similarity.png"
 
@@ -141,18 +140,6 @@ def saved_settings():
     settings.set_output_dir(before[1])
     settings.set_aef_mirror(before[2])
     settings.set_crs_policy(before[3])
-
-
-def settle(timeout=60.0):
-    """Let every background task end and Qt delete what was scheduled for deletion, so that nothing of one test
-    (a task winding down, a layer or task deleted later) is left for the next one's event loop."""
-    deadline = time.monotonic() + timeout
-    while QgsApplication.taskManager().countActiveTasks() and time.monotonic() < deadline:
-        QCoreApplication.processEvents()
-        time.sleep(0.01)
-    for _ in range(3):
-        QCoreApplication.processEvents()
-        QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
 
 
 @pytest.fixture()

@@ -36,6 +36,8 @@ from qgis.PyQt.QtGui import QColor
 from geoembed.ui import runner
 from geoembed.ui.runner import AlgorithmRun, load_into_project
 
+from .helpers import settle
+
 TEST_PROVIDER = "geoembedtest"
 
 
@@ -50,17 +52,6 @@ def wait_for(run, timeout=120.0):
         time.sleep(0.005)
         assert time.monotonic() < deadline, f"{run.algorithm.id()} did not finish in {timeout} s"
     return run
-
-
-def settle(timeout=60.0):
-    """Every task ended and deleted, and whatever Qt was asked to delete later deleted."""
-    deadline = time.monotonic() + timeout
-    while QgsApplication.taskManager().countActiveTasks() and time.monotonic() < deadline:
-        QCoreApplication.processEvents()
-        time.sleep(0.01)
-    for _ in range(3):
-        QCoreApplication.processEvents()
-        QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
 
 
 class MessageBar:
