@@ -14,6 +14,7 @@ if QGIS_VERSION >= 33000:
     GEOMETRY_POINT = Qgis.GeometryType.Point
     GEOMETRY_POLYGON = Qgis.GeometryType.Polygon
     WKB_POINT = Qgis.WkbType.Point
+    WKB_MULTIPOLYGON = Qgis.WkbType.MultiPolygon
     WKB_NO_GEOMETRY = Qgis.WkbType.NoGeometry
     DISTANCE_METERS = Qgis.DistanceUnit.Meters
     IDENTIFY_VALUE = Qgis.RasterIdentifyFormat.Value
@@ -23,6 +24,7 @@ else:
     GEOMETRY_POINT = QgsWkbTypes.GeometryType.PointGeometry
     GEOMETRY_POLYGON = QgsWkbTypes.GeometryType.PolygonGeometry
     WKB_POINT = QgsWkbTypes.Type.Point
+    WKB_MULTIPOLYGON = QgsWkbTypes.Type.MultiPolygon
     WKB_NO_GEOMETRY = QgsWkbTypes.Type.NoGeometry
     DISTANCE_METERS = QgsUnitTypes.DistanceUnit.DistanceMeters
     IDENTIFY_VALUE = QgsRaster.IdentifyFormat.IdentifyFormatValue
@@ -43,6 +45,7 @@ if QGIS_VERSION >= 33600:
     SOURCE_VECTOR_ANY_GEOMETRY = Qgis.ProcessingSourceType.VectorAnyGeometry
     SOURCE_VECTOR_POINT = Qgis.ProcessingSourceType.VectorPoint
     SOURCE_VECTOR_POLYGON = Qgis.ProcessingSourceType.VectorPolygon
+    SOURCE_RASTER = Qgis.ProcessingSourceType.Raster
     PARAMETER_ADVANCED = Qgis.ProcessingParameterFlag.Advanced
     CRS_WKT_PREFERRED = Qgis.CrsWktVariant.Preferred
 else:
@@ -59,6 +62,7 @@ else:
     SOURCE_VECTOR_ANY_GEOMETRY = QgsProcessing.SourceType.TypeVectorAnyGeometry
     SOURCE_VECTOR_POINT = QgsProcessing.SourceType.TypeVectorPoint
     SOURCE_VECTOR_POLYGON = QgsProcessing.SourceType.TypeVectorPolygon
+    SOURCE_RASTER = QgsProcessing.SourceType.TypeRaster
     PARAMETER_ADVANCED = QgsProcessingParameterDefinition.Flag.FlagAdvanced
     CRS_WKT_PREFERRED = QgsCoordinateReferenceSystem.WktVariant.WKT_PREFERRED
 

@@ -32,7 +32,14 @@ def band_summary(raster):
 
 
 def check_same_bands(a, b, first="INPUT", second="INPUT_2"):
-    """Refuse two rasters whose bands differ (number, names or order): their vectors are not comparable."""
+    """Refuse two rasters whose bands differ (number, names or order), or of two versions of one product (Tessera v1
+    and v2 learned separate feature spaces): their vectors are not comparable."""
+    versions = [getattr(getattr(r, "provenance", None), "product_version", "") or "" for r in (a, b)]
+    if all(versions) and versions[0] != versions[1]:
+        raise GeoEmbedError(
+            f"{first} is {a.provenance.product} {versions[0]} but {second} is {b.provenance.product} {versions[1]}: "
+            "versions of one product are separate feature spaces; load both with the same VERSION."
+        )
     if tuple(a.band_names) != tuple(b.band_names):
         raise GeoEmbedError(
             f"{first} has {band_summary(a)} but {second} has {band_summary(b)}; "

@@ -3,6 +3,8 @@
 A model file is a NumPy .npz (a zip of .npy arrays) holding:
   header.npy  one JSON string: format name and version, method, class names, band names, product, training report,
               library versions at training, and the predictor's kind and counts (which fix every array's shape);
+              a regression model (geoembed:regress) has "task": "regression" and the target field's name in
+              "target" instead of class names (a header without "task" is a classifier's, as before);
   <name>.npy  the predictor's numbers (analysis/predictors.py), plain little-endian integers or floats.
 
 Reading checks the file before trusting it: zip magic (a pickle, as older GeoEmbed versions saved, is named as such
@@ -37,6 +39,10 @@ MAX_MEMBERS = 16  # a header and at most seven arrays
 MAX_DIRECTORY_BYTES = 64 * 1024
 PICKLE_PROTOCOL = b"\x80"  # first byte of pickles of protocol 2 and later
 RETRAIN = "retrain it with geoembed:train"
+TASKS = {  # task: (what makes such models, what to do with a bad file)
+    "classification": ("geoembed:train", RETRAIN),
+    "regression": ("geoembed:regress", "retrain it with geoembed:regress"),
+}
 _COUNTS = ("classes", "rows", "k", "samples", "trees", "nodes", "leaves")  # predictor params that must be counts
 
 
@@ -51,31 +57,37 @@ def check_size(predictor, method):
 
 
 def save(path, predictor, fields):
-    """Write predictor and the descriptive fields (method, class_names, band_names, product, report, versions)."""
+    """Write predictor and the descriptive fields (method, class_names or, for a regressor, target, band_names,
+    product, report, versions)."""
     check_size(predictor, fields["method"])
-    header = {"format": FORMAT, "version": VERSION, **fields, "predictor": {"kind": predictor.kind, **predictor.params()}}
+    task = {"task": predictor.task} if predictor.task != "classification" else {}  # classifier headers as before
+    header = {"format": FORMAT, "version": VERSION, **task, **fields, "predictor": {"kind": predictor.kind, **predictor.params()}}
     arrays = {name: _plain(values) for name, values in predictor.arrays().items()}
     with atomic_file(path) as tmp, open(tmp, "wb") as out:
         np.savez_compressed(out, header=np.array(json.dumps(header, default=_json_number)), **arrays)
     return path
 
 
-def load(path, what="MODEL"):
-    """(fields, predictor) of a model file written by save(); anything else is a one-line GeoEmbedError."""
-    _check_head(path, what)
+def load(path, what="MODEL", task="classification"):
+    """(fields, predictor) of a model file written by save() for task ("classification": fields method,
+    class_names, band_names, product, report, versions; "regression": target instead of class_names); anything else,
+    a model of the other task included, is a one-line GeoEmbedError."""
+    retrain = TASKS[task][1]
+    _check_head(path, what, task)
     try:
         with zipfile.ZipFile(path) as archive:
-            return _read(archive, path, what)
+            return _read(archive, path, what, task)
     except GeoEmbedError:
         raise
     except ModelDataError as exc:
-        raise GeoEmbedError(f"{what} {path} is not a valid GeoEmbed model: {exc}; {RETRAIN}.") from None
+        raise GeoEmbedError(f"{what} {path} is not a valid GeoEmbed model: {exc}; {retrain}.") from None
     except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, OSError, ValueError, TypeError, KeyError, EOFError) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise GeoEmbedError(f"{what} {path} is not a GeoEmbed model ({reason}); {RETRAIN}.") from None
+        raise GeoEmbedError(f"{what} {path} is not a GeoEmbed model ({reason}); {retrain}.") from None
 
 
-def _check_head(path, what):
+def _check_head(path, what, task="classification"):
+    maker, retrain = TASKS[task]
     try:
         with open(path, "rb") as handle:
             head = handle.read(len(ZIP_MAGIC))
@@ -83,37 +95,37 @@ def _check_head(path, what):
             handle.seek(max(0, size - 22 - 65535))  # the end record sits within the last 64 KiB (its comment)
             tail = handle.read()
     except FileNotFoundError:
-        raise GeoEmbedError(f"{what} {path} does not exist; give a model file saved by geoembed:train.") from None
+        raise GeoEmbedError(f"{what} {path} does not exist; give a model file saved by {maker}.") from None
     except IsADirectoryError:
-        raise GeoEmbedError(f"{what} {path} is a folder; give a model file saved by geoembed:train.") from None
+        raise GeoEmbedError(f"{what} {path} is a folder; give a model file saved by {maker}.") from None
     except OSError as exc:
         raise GeoEmbedError(f"{what} {path} cannot be read ({exc.strerror or exc}); check the file.") from None
     if not head:
-        raise GeoEmbedError(f"{what} {path} is empty, not a GeoEmbed model; {RETRAIN}.")
+        raise GeoEmbedError(f"{what} {path} is empty, not a GeoEmbed model; {retrain}.")
     if head.startswith(PICKLE_PROTOCOL):
         raise GeoEmbedError(
             f"{what} {path} is a Python pickle (as older GeoEmbed versions saved models), which can run code; "
-            f"it is not opened: {RETRAIN}."
+            f"it is not opened: {retrain}."
         )
     if head != ZIP_MAGIC:
-        raise GeoEmbedError(f"{what} {path} is not a GeoEmbed model (no model header); {RETRAIN}.")
+        raise GeoEmbedError(f"{what} {path} is not a GeoEmbed model (no model header); {retrain}.")
     if size > MAX_MODEL_BYTES:
-        raise GeoEmbedError(f"{what} {path} is {size / 2**30:.1f} GiB, too large for a GeoEmbed model; {RETRAIN}.")
-    _check_directory(tail, path, what)
+        raise GeoEmbedError(f"{what} {path} is {size / 2**30:.1f} GiB, too large for a GeoEmbed model; {retrain}.")
+    _check_directory(tail, path, what, retrain)
 
 
-def _check_directory(tail, path, what):
+def _check_directory(tail, path, what, retrain=RETRAIN):
     """Refuse before zipfile parses it a directory of many members (each becomes a Python object) or a ZIP64 one
     (whose counts would override the small ones): save() writes neither."""
     at = tail.rfind(ZIP_END)
     if at < 0 or len(tail) - at < 22:
-        raise GeoEmbedError(f"{what} {path} is not a GeoEmbed model (a truncated zip); {RETRAIN}.")
+        raise GeoEmbedError(f"{what} {path} is not a GeoEmbed model (a truncated zip); {retrain}.")
     entries, directory_bytes = struct.unpack("<xxxxxxxxxxHI", tail[at : at + 16])
     if entries > MAX_MEMBERS or directory_bytes > MAX_DIRECTORY_BYTES or tail[max(0, at - 20) : at].startswith(ZIP64_LOCATOR):
-        raise GeoEmbedError(f"{what} {path} is not a GeoEmbed model (a zip of {entries} members); {RETRAIN}.")
+        raise GeoEmbedError(f"{what} {path} is not a GeoEmbed model (a zip of {entries} members); {retrain}.")
 
 
-def _read(archive, path, what):
+def _read(archive, path, what, task):
     members = {}
     for info in archive.infolist():
         if info.filename in members or not info.filename.endswith(".npy"):
@@ -126,6 +138,7 @@ def _read(archive, path, what):
     if "header.npy" not in members:
         raise ModelDataError("it has no header")
     header = _header(_array(archive, members["header.npy"], ("<U",), (), MAX_HEADER_BYTES)[()])
+    _check_task(header, path, what, task)
     kind = KINDS[header["predictor"]["kind"]]
     bands = len(header["band_names"])
     layout = _layout(kind, header, bands)
@@ -134,9 +147,26 @@ def _read(archive, path, what):
         missing, extra = sorted(expected - set(members)), sorted(set(members) - expected)
         raise ModelDataError(f"its arrays do not match its header (missing {missing or 'none'}, extra {extra or 'none'})")
     arrays = {name: _array(archive, members[f"{name}.npy"], dtypes, shape) for name, (dtypes, shape) in layout.items()}
-    predictor = kind.from_arrays(arrays, header["predictor"], bands, len(header["class_names"]))
-    fields = {key: header[key] for key in ("method", "class_names", "band_names", "product", "report", "versions")}
+    predictor = kind.from_arrays(arrays, header["predictor"], bands, len(header.get("class_names", ())))
+    names = "class_names" if task == "classification" else "target"
+    fields = {key: header[key] for key in ("method", names, "band_names", "product", "report", "versions")}
     return fields, predictor
+
+
+def _check_task(header, path, what, task):
+    """A classifier given where a regression model is wanted, or the other way round: said in one line."""
+    found = header.get("task", "classification")
+    if found == task:
+        return
+    if task == "regression":
+        raise GeoEmbedError(
+            f"{what} {path} is a classifier (saved by geoembed:train), not a regression model; give a model saved by "
+            "geoembed:regress (OUTPUT_MODEL), or apply this one with geoembed:classify."
+        )
+    raise GeoEmbedError(
+        f"{what} {path} is a regression model (saved by geoembed:regress), not a classifier; apply it with "
+        "geoembed:regress (MODEL), or give a model saved by geoembed:train."
+    )
 
 
 def _layout(kind, header, bands):
@@ -145,7 +175,7 @@ def _layout(kind, header, bands):
     for name in _COUNTS:
         if name in params and not (type(params[name]) is int and 0 <= params[name] <= 2**40):
             raise ModelDataError(f"its predictor count '{name}' is not a count")
-    if not 1 <= params.get("classes", 0) <= len(header["class_names"]):
+    if kind.task == "classification" and not 1 <= params.get("classes", 0) <= len(header["class_names"]):
         raise ModelDataError("its predictor has more classes than class names")
     try:
         layout = kind.layout(params, bands)
@@ -199,13 +229,21 @@ def _header(text):
         raise ModelDataError("its header has no format version number")
     if version != VERSION:
         raise ModelDataError(f"it is format version {version}; this GeoEmbed reads version {VERSION}")
-    _check_names(header, "class_names", MAX_CLASSES)
+    task = header.get("task", "classification")
+    if task not in TASKS:
+        raise ModelDataError(f"its task is not one of {', '.join(TASKS)}")
+    if task == "classification":
+        _check_names(header, "class_names", MAX_CLASSES)
+    elif not isinstance(header.get("target"), str) or len(header["target"]) > 1000:
+        raise ModelDataError("its header's target is not a field name")
     _check_names(header, "band_names", MAX_BANDS)
     for key, kind in (("method", str), ("product", (str, type(None))), ("report", dict), ("versions", dict), ("predictor", dict)):
         if not isinstance(header.get(key), kind):
             raise ModelDataError(f"its header's {key} is missing or not of the right type")
     if header["predictor"].get("kind") not in KINDS:
         raise ModelDataError(f"its predictor kind is not one of {', '.join(KINDS)}")
+    if KINDS[header["predictor"]["kind"]].task != task:
+        raise ModelDataError(f"its predictor kind {header['predictor']['kind']} is not a {task} model")
     return header
 
 
@@ -220,8 +258,8 @@ def _plain(values):
     values = np.asarray(values)
     if values.dtype.kind in "iub":
         small = values.size == 0 or (values.min() >= -(2**31) and values.max() < 2**31)
-        return np.ascontiguousarray(values, dtype="<i4" if small else "<i8")
-    return np.ascontiguousarray(values, dtype="<f4" if values.dtype == np.float32 else "<f8")
+        return np.array(values, dtype="<i4" if small else "<i8", order="C")  # np.array keeps a 0-d array 0-d
+    return np.array(values, dtype="<f4" if values.dtype == np.float32 else "<f8", order="C")
 
 
 def _json_number(value):

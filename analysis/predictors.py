@@ -39,6 +39,7 @@ class Predictor:
     """classes_ (sorted class indices the model saw) and predict/predict_proba on (n, bands) features."""
 
     kind = ""
+    task = "classification"
 
     def __init__(self, classes):
         self.classes_ = np.asarray(classes, dtype=np.int64)
@@ -74,6 +75,17 @@ def _check_classes(classes, n_classes):
 def _check_finite(name, values):
     if not np.isfinite(values).all():
         raise ModelDataError(f"its {name} hold NaN or infinite numbers")
+
+
+def _inverse_distance(distance):
+    """scikit-learn's weights="distance", in distance's dtype: 1/distance, except that a query at distance 0 of some
+    training vectors weights only those, at 1."""
+    with np.errstate(divide="ignore"):
+        weight = 1.0 / distance
+    exact = np.isinf(weight)
+    rows = exact.any(axis=1)
+    weight[rows] = exact[rows]
+    return weight
 
 
 class CentroidPredictor(Predictor):
@@ -162,53 +174,35 @@ class LinearPredictor(Predictor):
         return cls(arrays["classes"], arrays["coef"], arrays["intercept"], params["link"])
 
 
-class NeighboursPredictor(Predictor):
-    """k nearest neighbours (Euclidean) over the training vectors, votes weighted by 1/distance (a query at distance 0
-    of some training vectors takes only their votes), as scikit-learn's weights="distance" (what train fits).
-    Among equally distant candidates for the k-th place, the lower training index wins, as in scikit-learn's brute
-    search."""
+class NeighbourSearch:
+    """The k nearest training vectors (Euclidean) of queries, as scikit-learn's brute search finds them: among equally
+    distant candidates for the k-th place, the lower training index wins."""
 
-    kind = "knn"
-    WEIGHTS = ("distance",)
-
-    def __init__(self, classes, vectors, labels, k, weights):
-        super().__init__(classes)
+    def __init__(self, vectors, k):
         self.vectors = np.asarray(vectors)
-        self.labels = np.asarray(labels, dtype=np.intp)  # column of classes_ of each training vector
         self.k = int(k)
-        self.weights = weights
         vectors64 = self.vectors.astype(np.float64)
         self._minus_twice = np.ascontiguousarray(-2.0 * vectors64.T)
         self._norms = np.einsum("ij,ij->i", vectors64, vectors64)
 
-    def predict_proba(self, features):
+    def chunks(self, features):
+        """(start, float64 queries, root dtype) over features, in chunks of bounded working memory."""
         features = np.asarray(features)
-        out = np.empty((len(features), len(self.classes_)), dtype=np.float64)
         step = max(1, CHUNK_BYTES // (8 * max(1, len(self.vectors))))
         # both float32: scikit-learn takes the square root of the (float64) squared distance in float32
         root_dtype = np.float32 if features.dtype == np.float32 and self.vectors.dtype == np.float32 else np.float64
         for start in range(0, len(features), step):
-            out[start : start + step] = self._proba(features[start : start + step].astype(np.float64), root_dtype)
-        return out
+            yield start, features[start : start + step].astype(np.float64), root_dtype
 
-    def _proba(self, queries, root_dtype):
+    def neighbours(self, queries, root_dtype):
+        """(indices of the k nearest training vectors, nearest first; their distances, in root_dtype)."""
         # squared distance = |q|^2 - 2 q.v + |v|^2 (scikit-learn's decomposition); |q|^2 does not change the ranking,
         # so it is added to the k chosen only
         partial = queries @ self._minus_twice
         partial += self._norms
         neighbours = self._nearest(partial)
         squared = np.einsum("ij,ij->i", queries, queries)[:, None] + np.take_along_axis(partial, neighbours, axis=1)
-        distance = np.sqrt(np.maximum(squared, 0.0).astype(root_dtype)).astype(np.float64)
-        with np.errstate(divide="ignore"):
-            weight = 1.0 / distance
-        exact = np.isinf(weight)
-        rows = exact.any(axis=1)
-        weight[rows] = exact[rows]
-        votes = np.zeros((len(queries), len(self.classes_)), dtype=np.float64)
-        all_rows = np.arange(len(queries))
-        for column in range(self.k):  # neighbour by neighbour, nearest first, as scikit-learn adds them
-            votes[all_rows, self.labels[neighbours[:, column]]] += weight[:, column]
-        return votes / votes.sum(axis=1, keepdims=True)
+        return neighbours, np.sqrt(np.maximum(squared, 0.0).astype(root_dtype))
 
     def _nearest(self, squared):
         """Indices of the k smallest per row, nearest first; ties broken by the lower index."""
@@ -224,6 +218,44 @@ class NeighboursPredictor(Predictor):
         order = np.argsort(np.take_along_axis(squared, candidates, axis=1), axis=1, kind="stable")
         return np.take_along_axis(candidates, order, axis=1)
 
+    @staticmethod
+    def check(params):
+        samples = params["samples"]
+        if not 1 <= params["k"] <= min(samples, MAX_NEIGHBOURS):
+            raise ModelDataError(f"it asks for {params['k']} neighbours among {samples} training vectors")
+
+
+class NeighboursPredictor(Predictor):
+    """k nearest neighbours (NeighbourSearch), votes weighted by 1/distance (a query at distance 0 of some training
+    vectors takes only their votes), as scikit-learn's weights="distance" (what train fits)."""
+
+    kind = "knn"
+    WEIGHTS = ("distance",)
+
+    def __init__(self, classes, vectors, labels, k, weights):
+        super().__init__(classes)
+        self.search = NeighbourSearch(vectors, k)
+        self.vectors = self.search.vectors
+        self.labels = np.asarray(labels, dtype=np.intp)  # column of classes_ of each training vector
+        self.k = int(k)
+        self.weights = weights
+
+    def predict_proba(self, features):
+        features = np.asarray(features)
+        out = np.empty((len(features), len(self.classes_)), dtype=np.float64)
+        for start, queries, root_dtype in self.search.chunks(features):
+            out[start : start + len(queries)] = self._proba(queries, root_dtype)
+        return out
+
+    def _proba(self, queries, root_dtype):
+        neighbours, distance = self.search.neighbours(queries, root_dtype)
+        weight = _inverse_distance(distance.astype(np.float64))
+        votes = np.zeros((len(queries), len(self.classes_)), dtype=np.float64)
+        all_rows = np.arange(len(queries))
+        for column in range(self.k):  # neighbour by neighbour, nearest first, as scikit-learn adds them
+            votes[all_rows, self.labels[neighbours[:, column]]] += weight[:, column]
+        return votes / votes.sum(axis=1, keepdims=True)
+
     def params(self):
         return {**super().params(), "k": self.k, "weights": self.weights, "samples": len(self.vectors)}
 
@@ -235,8 +267,7 @@ class NeighboursPredictor(Predictor):
         samples = params["samples"]
         if params.get("weights") not in NeighboursPredictor.WEIGHTS:
             raise ModelDataError(f"its weights are not one of {', '.join(NeighboursPredictor.WEIGHTS)}")
-        if not 1 <= params["k"] <= min(samples, MAX_NEIGHBOURS):
-            raise ModelDataError(f"it asks for {params['k']} neighbours among {samples} training vectors")
+        NeighbourSearch.check(params)
         return {
             "classes": (INTEGERS, (params["classes"],)),
             "vectors": (FLOATS, (samples, bands)),
@@ -253,27 +284,22 @@ class NeighboursPredictor(Predictor):
         return cls(classes, arrays["vectors"], labels, params["k"], params["weights"])
 
 
-class ForestPredictor(Predictor):
-    """Random forest: the mean over trees of the class fractions at the leaf each sample reaches.
+class Trees:
+    """Decision trees as concatenated node arrays, and the leaf each sample reaches in each.
 
-    All trees' nodes are concatenated; tree t owns nodes starts[t]..starts[t+1]-1 and its children indices are local
-    to it (-1 for a leaf). A sample goes left when its feature (as float32, as scikit-learn casts it) is <= the
-    threshold. leaf_value holds one row per leaf, in node order, of class fractions (each leaf normalised, as
-    scikit-learn's tree predict_proba does); inner nodes have no values (they are never read).
+    Tree t owns nodes starts[t]..starts[t+1]-1 and its children indices are local to it (-1 for a leaf). A sample goes
+    left when its feature (as float32, as scikit-learn casts it) is <= the threshold. Leaves are numbered in node
+    order: the row of a leaf in the forest's leaf values.
     """
 
-    kind = "random_forest"
-
-    def __init__(self, classes, starts, left, right, feature, threshold, leaf_value):
-        super().__init__(classes)
+    def __init__(self, starts, left, right, feature, threshold):
         self.starts = np.asarray(starts, dtype=np.int64)
         self.left = np.asarray(left, dtype=np.int64)
         self.right = np.asarray(right, dtype=np.int64)
         self.feature = np.asarray(feature, dtype=np.int64)
         self.threshold = np.asarray(threshold, dtype=np.float64)
-        self.leaf_value = np.asarray(leaf_value, dtype=np.float64)
         # For the traversal, children[2 * node + went_left] is the global index of the inner node reached, or
-        # -(its row of leaf_value + 1) for a leaf: one gather per level, and a sign that says "arrived".
+        # -(its leaf row + 1) for a leaf: one gather per level, and a sign that says "arrived".
         owner = np.repeat(np.arange(len(self.starts) - 1), np.diff(self.starts))
         offset = self.starts[:-1][owner]
         leaf = self.left < 0
@@ -286,22 +312,28 @@ class ForestPredictor(Predictor):
 
         self._children = np.stack([target(self.right), target(self.left)], axis=1).ravel()
 
-    def predict_proba(self, features):
+    @property
+    def count(self):
+        return len(self.starts) - 1
+
+    def leaf_sum(self, features, leaf_value):
+        """Sum over the trees, tree by tree in order (as scikit-learn sums them), of leaf_value's row at the leaf
+        each sample reaches: float64 of shape (n,) + leaf_value.shape[1:]."""
         features = np.asarray(features, dtype=np.float32)  # scikit-learn casts to float32 before comparing
         n, bands = features.shape
-        total = np.zeros((n, len(self.classes_)), dtype=np.float64)
-        step = max(1, CHUNK_BYTES // (8 * (bands + 2 * len(self.classes_) + 4)))
+        width = int(np.prod(leaf_value.shape[1:]))
+        total = np.zeros((n, *leaf_value.shape[1:]), dtype=np.float64)
+        step = max(1, CHUNK_BYTES // (8 * (bands + 2 * width + 4)))
         for first in range(0, n, step):
             chunk = features[first : first + step].astype(np.float64)
             flat, base = chunk.ravel(), np.arange(len(chunk)) * bands
             part = total[first : first + step]
-            for tree, root in enumerate(self.starts[:-1]):  # tree by tree, in order, as scikit-learn sums them
-                part += self.leaf_value[self._leaves(flat, base, root, self._leaf_of_root[tree])]
-        total /= len(self.starts) - 1
+            for tree, root in enumerate(self.starts[:-1]):
+                part += leaf_value[self._leaves(flat, base, root, self._leaf_of_root[tree])]
         return total
 
     def _leaves(self, flat, base, root, root_leaf):
-        """The leaf_value row each sample reaches from root: the samples still at inner nodes step down one level at
+        """The leaf row each sample reaches from root: the samples still at inner nodes step down one level at
         a time (every child index is larger than its parent's, so this ends)."""
         rows = np.full(len(base), root_leaf, dtype=np.int64)
         if root_leaf >= 0:
@@ -320,37 +352,32 @@ class ForestPredictor(Predictor):
         return rows
 
     def params(self):
-        return {**super().params(), "trees": len(self.starts) - 1, "nodes": len(self.left), "leaves": len(self.leaf_value)}
+        return {"trees": self.count, "nodes": len(self.left)}
 
     def arrays(self):
         return {
-            **super().arrays(),
             "starts": self.starts,
             "left": self.left,
             "right": self.right,
             "feature": self.feature,
             "threshold": self.threshold,
-            "leaf_value": self.leaf_value,
         }
 
     @staticmethod
-    def layout(params, bands):
-        trees, nodes, leaves, classes = params["trees"], params["nodes"], params["leaves"], params["classes"]
+    def layout(params):
+        trees, nodes, leaves = params["trees"], params["nodes"], params["leaves"]
         if not 1 <= trees <= min(nodes, MAX_TREES) or not trees <= leaves <= nodes:
             raise ModelDataError(f"it has {trees} trees for {nodes} nodes and {leaves} leaves")
         return {
-            "classes": (INTEGERS, (classes,)),
             "starts": (INTEGERS, (trees + 1,)),
             "left": (INTEGERS, (nodes,)),
             "right": (INTEGERS, (nodes,)),
             "feature": (INTEGERS, (nodes,)),
             "threshold": (FLOATS, (nodes,)),
-            "leaf_value": (FLOATS, (leaves, classes)),
         }
 
     @classmethod
-    def from_arrays(cls, arrays, params, bands, n_classes):
-        _check_classes(arrays["classes"], n_classes)
+    def from_arrays(cls, arrays, params, bands):
         starts = arrays["starts"].astype(np.int64)
         nodes = params["nodes"]
         if starts[0] != 0 or starts[-1] != nodes or (np.diff(starts) < 1).any():
@@ -364,14 +391,54 @@ class ForestPredictor(Predictor):
         if (feature[inner] < 0).any() or (feature[inner] >= bands).any():
             raise ModelDataError(f"a tree splits on a band outside 0..{bands - 1}")
         _check_finite("thresholds", arrays["threshold"][inner])
+        # leaves' feature and threshold are never read; zero them so no stray number is kept
+        feature = np.where(inner, feature, 0)
+        threshold = np.where(inner, arrays["threshold"], 0.0)
+        return cls(starts, left, right, feature, threshold)
+
+
+class ForestPredictor(Predictor):
+    """Random forest: the mean over trees (Trees) of the class fractions at the leaf each sample reaches.
+
+    leaf_value holds one row per leaf, in node order, of class fractions (each leaf normalised, as scikit-learn's
+    tree predict_proba does); inner nodes have no values (they are never read).
+    """
+
+    kind = "random_forest"
+
+    def __init__(self, classes, starts, left, right, feature, threshold, leaf_value):
+        super().__init__(classes)
+        self.trees = Trees(starts, left, right, feature, threshold)
+        self.leaf_value = np.asarray(leaf_value, dtype=np.float64)
+
+    def predict_proba(self, features):
+        total = self.trees.leaf_sum(features, self.leaf_value)
+        total /= self.trees.count
+        return total
+
+    def params(self):
+        return {**super().params(), **self.trees.params(), "leaves": len(self.leaf_value)}
+
+    def arrays(self):
+        return {**super().arrays(), **self.trees.arrays(), "leaf_value": self.leaf_value}
+
+    @staticmethod
+    def layout(params, bands):
+        return {
+            "classes": (INTEGERS, (params["classes"],)),
+            **Trees.layout(params),
+            "leaf_value": (FLOATS, (params["leaves"], params["classes"])),
+        }
+
+    @classmethod
+    def from_arrays(cls, arrays, params, bands, n_classes):
+        _check_classes(arrays["classes"], n_classes)
+        trees = Trees.from_arrays(arrays, params, bands)
         leaf_value = arrays["leaf_value"]
         _check_finite("leaf values", leaf_value)
         if (leaf_value < 0).any():
             raise ModelDataError("its leaf values are negative")
-        # leaves' feature and threshold are never read; zero them so no stray number is kept
-        feature = np.where(inner, feature, 0)
-        threshold = np.where(inner, arrays["threshold"], 0.0)
-        return cls(arrays["classes"], starts, left, right, feature, threshold, leaf_value)
+        return cls(arrays["classes"], trees.starts, trees.left, trees.right, trees.feature, trees.threshold, leaf_value)
 
 
 def _check_tree_links(starts, left, right):
@@ -396,7 +463,148 @@ def _check_tree_links(starts, left, right):
         raise ModelDataError("a tree node has no parent or several")
 
 
-KINDS = {cls.kind: cls for cls in (CentroidPredictor, LinearPredictor, NeighboursPredictor, ForestPredictor)}
+# --- regressors (geoembed:regress): predict() gives one float64 value per sample -----------------------------------
+
+
+class Regressor:
+    """A fitted regressor: predict((n, bands) features) -> (n,) float64, as scikit-learn's predict."""
+
+    kind = ""
+    task = "regression"
+
+    def predict(self, features):
+        raise NotImplementedError
+
+    def params(self):
+        return {}
+
+    def arrays(self):
+        return {}
+
+    @staticmethod
+    def layout(params, bands):
+        raise NotImplementedError
+
+    @classmethod
+    def from_arrays(cls, arrays, params, bands, n_classes=None):
+        raise NotImplementedError
+
+
+class RidgeRegressor(Regressor):
+    """Ridge regression: X @ coef + intercept, on the features as given (no standardisation is fitted)."""
+
+    kind = "ridge"
+
+    def __init__(self, coef, intercept):
+        # kept in the dtypes fitted, intercept 0-d: NumPy promotes X @ coef + intercept as scikit-learn's predict
+        self.coef_ = np.asarray(coef)
+        self.intercept_ = np.asarray(intercept)
+
+    def predict(self, features):
+        return (np.asarray(features) @ self.coef_ + self.intercept_).astype(np.float64)
+
+    def arrays(self):
+        return {"coef": self.coef_, "intercept": self.intercept_}
+
+    @staticmethod
+    def layout(params, bands):
+        return {"coef": (FLOATS, (bands,)), "intercept": (FLOATS, ())}
+
+    @classmethod
+    def from_arrays(cls, arrays, params, bands, n_classes=None):
+        _check_finite("coefficients", arrays["coef"])
+        _check_finite("intercept", arrays["intercept"])
+        return cls(arrays["coef"], arrays["intercept"])
+
+
+class NeighboursRegressor(Regressor):
+    """k nearest neighbours (NeighbourSearch): the mean of their targets weighted by 1/distance (a query at distance
+    0 of some training vectors takes the mean of theirs), as scikit-learn's KNeighborsRegressor(weights="distance")."""
+
+    kind = "knn_regression"
+    WEIGHTS = ("distance",)
+
+    def __init__(self, vectors, targets, k, weights):
+        self.search = NeighbourSearch(vectors, k)
+        self.vectors = self.search.vectors
+        self.targets = np.asarray(targets, dtype=np.float64)
+        self.k = int(k)
+        self.weights = weights
+
+    def predict(self, features):
+        features = np.asarray(features)
+        out = np.empty(len(features), dtype=np.float64)
+        for start, queries, root_dtype in self.search.chunks(features):
+            neighbours, distance = self.search.neighbours(queries, root_dtype)
+            weight = _inverse_distance(distance.astype(np.float64))  # float64: as scikit-learn 1.9 weighs (1.2 within 1e-7)
+            out[start : start + len(queries)] = np.sum(self.targets[neighbours] * weight, axis=1) / np.sum(weight, axis=1)
+        return out
+
+    def params(self):
+        return {"k": self.k, "weights": self.weights, "samples": len(self.vectors)}
+
+    def arrays(self):
+        return {"vectors": self.vectors, "targets": self.targets}
+
+    @staticmethod
+    def layout(params, bands):
+        if params.get("weights") not in NeighboursRegressor.WEIGHTS:
+            raise ModelDataError(f"its weights are not one of {', '.join(NeighboursRegressor.WEIGHTS)}")
+        NeighbourSearch.check(params)
+        samples = params["samples"]
+        return {"vectors": (FLOATS, (samples, bands)), "targets": (FLOATS, (samples,))}
+
+    @classmethod
+    def from_arrays(cls, arrays, params, bands, n_classes=None):
+        _check_finite("training vectors", arrays["vectors"])
+        _check_finite("training targets", arrays["targets"])
+        return cls(arrays["vectors"], arrays["targets"], params["k"], params["weights"])
+
+
+class ForestRegressor(Regressor):
+    """Random forest regression: the mean over trees (Trees) of the value (the mean target) at the leaf each sample
+    reaches; leaf_value holds one value per leaf, in node order."""
+
+    kind = "random_forest_regression"
+
+    def __init__(self, starts, left, right, feature, threshold, leaf_value):
+        self.trees = Trees(starts, left, right, feature, threshold)
+        self.leaf_value = np.asarray(leaf_value, dtype=np.float64)
+
+    def predict(self, features):
+        total = self.trees.leaf_sum(features, self.leaf_value)
+        total /= self.trees.count
+        return total
+
+    def params(self):
+        return {**self.trees.params(), "leaves": len(self.leaf_value)}
+
+    def arrays(self):
+        return {**self.trees.arrays(), "leaf_value": self.leaf_value}
+
+    @staticmethod
+    def layout(params, bands):
+        return {**Trees.layout(params), "leaf_value": (FLOATS, (params["leaves"],))}
+
+    @classmethod
+    def from_arrays(cls, arrays, params, bands, n_classes=None):
+        trees = Trees.from_arrays(arrays, params, bands)
+        _check_finite("leaf values", arrays["leaf_value"])
+        return cls(trees.starts, trees.left, trees.right, trees.feature, trees.threshold, arrays["leaf_value"])
+
+
+KINDS = {
+    cls.kind: cls
+    for cls in (
+        CentroidPredictor,
+        LinearPredictor,
+        NeighboursPredictor,
+        ForestPredictor,
+        RidgeRegressor,
+        NeighboursRegressor,
+        ForestRegressor,
+    )
+}
 
 
 def from_estimator(estimator):
@@ -431,12 +639,16 @@ def _logistic_link(estimator, n_classes):
     return "softmax"
 
 
-def _neighbours(estimator, classes):
+def _check_euclidean_distance_weights(estimator):
     metric = estimator.effective_metric_
     params = estimator.effective_metric_params_ or {}
     euclidean = metric == "euclidean" or (metric == "minkowski" and params.get("p", 2) == 2)
     if not euclidean or estimator.weights != "distance":
         raise ModelDataError("only Euclidean kNN with distance weights can be saved")
+
+
+def _neighbours(estimator, classes):
+    _check_euclidean_distance_weights(estimator)
     labels = np.asarray(estimator._y)  # noqa: SLF001 - scikit-learn keeps the encoded training labels only here
     if labels.ndim != 1:
         raise ModelDataError("multi-output kNN cannot be saved")
@@ -445,24 +657,32 @@ def _neighbours(estimator, classes):
 
 
 def _forest(estimator, classes):
+    def fractions(value):
+        value = value[:, 0, : len(classes)]
+        total = value.sum(axis=1, keepdims=True)
+        total[total == 0.0] = 1.0
+        # scikit-learn < 1.4 keeps weighted counts, later versions fractions: normalise either way
+        return value / total
+
+    return ForestPredictor(classes, *_tree_arrays(estimator, fractions))
+
+
+def _tree_arrays(estimator, leaf_values):
+    """(starts, left, right, feature, threshold, leaf values) of a fitted scikit-learn forest, its trees' nodes
+    concatenated; leaf_values turns a tree's (leaves, outputs, values) float64 value array into what is kept."""
     starts, lefts, rights, features, thresholds, values = [0], [], [], [], [], []
     for tree in (member.tree_ for member in estimator.estimators_):
         if tree.n_outputs != 1:
             raise ModelDataError("multi-output forests cannot be saved")
         left = np.asarray(tree.children_left, dtype=np.int64)
         leaf = left < 0
-        value = np.asarray(tree.value, dtype=np.float64)[leaf, 0, : len(classes)]
-        total = value.sum(axis=1, keepdims=True)
-        total[total == 0.0] = 1.0
-        # scikit-learn < 1.4 keeps weighted counts, later versions fractions: normalise either way
-        values.append(value / total)
+        values.append(leaf_values(np.asarray(tree.value, dtype=np.float64)[leaf]))
         lefts.append(left)
         rights.append(np.asarray(tree.children_right, dtype=np.int64))
         features.append(np.where(leaf, 0, tree.feature))  # scikit-learn marks leaves with feature -2
         thresholds.append(np.where(leaf, 0.0, tree.threshold))
         starts.append(starts[-1] + tree.node_count)
-    return ForestPredictor(
-        classes,
+    return (
         np.array(starts, dtype=np.int64),
         np.concatenate(lefts),
         np.concatenate(rights),
@@ -470,3 +690,26 @@ def _forest(estimator, classes):
         np.concatenate(thresholds),
         np.concatenate(values),
     )
+
+
+def from_regressor(estimator):
+    """The numpy predictor of a fitted scikit-learn regressor geoembed:regress fits (Ridge or RidgeCV,
+    KNeighborsRegressor, RandomForestRegressor), read through fitted attributes without importing scikit-learn."""
+    if isinstance(estimator, Regressor):
+        return estimator
+    name = type(estimator).__name__
+    if name in ("Ridge", "RidgeCV"):
+        coef = np.asarray(estimator.coef_)
+        if coef.ndim != 1:
+            raise ModelDataError("multi-output ridge regression cannot be saved")
+        return RidgeRegressor(coef, np.asarray(estimator.intercept_))
+    if name == "KNeighborsRegressor":
+        _check_euclidean_distance_weights(estimator)
+        targets = np.asarray(estimator._y)  # noqa: SLF001 - scikit-learn keeps the training targets only here
+        if targets.ndim != 1:
+            raise ModelDataError("multi-output kNN regression cannot be saved")
+        vectors = np.asarray(estimator._fit_X)  # noqa: SLF001 - the training vectors, as scikit-learn validated them
+        return NeighboursRegressor(vectors, targets, estimator.n_neighbors, estimator.weights)
+    if name == "RandomForestRegressor":
+        return ForestRegressor(*_tree_arrays(estimator, lambda value: value[:, 0, 0]))
+    raise ModelDataError(f"a {name} cannot be saved as a GeoEmbed regression model")

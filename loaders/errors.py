@@ -14,3 +14,11 @@ class Cancelled(GeoEmbedError):  # noqa: N818 - reads better at call sites
 
 class RemoteError(GeoEmbedError):
     """A remote location could not be reached or read (network, server), as opposed to bad content."""
+
+
+class YearNotFound(GeoEmbedError):  # noqa: N818
+    """The source has no data for the requested year; `available` lists the years it has, when known."""
+
+    def __init__(self, message, available=()):
+        super().__init__(message)
+        self.available = tuple(available)

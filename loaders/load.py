@@ -25,6 +25,9 @@ class LoadRequest:
     resolution: float = None  # in the target CRS's units; default: the product's native resolution
     cache_dir: str = None
     allow_paths_outside_mirror: bool = False  # tile paths of an index may leave its folder or host (confinement.py)
+    grid: object = None  # a raster.grid.Grid to write on instead of choosing one (several years on one grid)
+    version: str = None  # a product's dataset version (Tessera: v1, v1.1, v2); None: the default or the only one found
+    dimensions: int = None  # read only the first N dimensions (Matryoshka-ordered products: Tessera v2)
 
 
 @dataclass
@@ -67,6 +70,9 @@ def plan(request, log=None, client=None):
         product_id, reason = detect_product(request.source, log)
         log.info(f"PRODUCT=auto: found {reason}, so reading it as {catalog.product(product_id).name} ({product_id}).")
     product = catalog.product(product_id)  # unknown ids get the list of valid ones
+    for name, value in (("VERSION", request.version), ("DIMENSIONS", request.dimensions)):
+        if value and product_id != catalog.TESSERA.id:  # only Tessera publishes versions and Matryoshka prefixes
+            raise GeoEmbedError(f"{name} applies to Tessera only, not {product.name}; leave {name} empty.")
     if request.extent is not None:
         check_extent(request.extent, request.extent_crs)
     with reading(request.source, log, product.name):

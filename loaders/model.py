@@ -33,6 +33,7 @@ class Provenance:
     attribution: str = ""
     resampling: str = "nearest"
     notes: list = field(default_factory=list)
+    product_version: str = ""  # a dataset version within the product (e.g. Tessera v1 or v2): never compare across them
 
 
 class EmbeddingRaster:

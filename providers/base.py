@@ -92,6 +92,13 @@ class GeoEmbedAlgorithm(QgsProcessingAlgorithm):
                     continue
                 if context.project() is None or context.project().mapLayer(value) is None:
                     return False, f"{name} {value} does not exist; give an embedding layer, a product file or a folder."
+            if name in self.PATH_INPUTS and isinstance(value, (list, tuple)):
+                # A multiple-layers input (qgis_process: INPUT given several times): QGIS would load every path as a
+                # layer to check it, and refuse folders; layers, layer ids or names and existing paths are taken here.
+                missing = [item for item in value if isinstance(item, str) and not _findable(item, context)]
+                if missing:
+                    return False, f"{name} {missing[0]} does not exist; give embedding layers, product files or folders."
+                continue
             if definition.type() in ("file", "raster") and isinstance(value, str) and value and not _findable(value, context):
                 return False, f"{name} {value} does not exist; check the path."
             if not definition.checkValueIsAcceptable(value, context):

@@ -9,17 +9,34 @@ from qgis.core import (
     QgsFeatureSink,
     QgsField,
     QgsFields,
+    QgsGeometry,
     QgsProcessingException,
+    QgsProcessingParameterEnum,
     QgsProcessingParameterExtent,
     QgsProcessingParameterFeatureSink,
     QgsProcessingParameterFileDestination,
+    QgsProcessingParameterNumber,
+    QgsProcessingParameterString,
+    QgsRectangle,
     QgsUnitTypes,
 )
 
 from ..loaders import catalog
+from ..loaders.products import tessera_coverage, tessera_versions
 from ..loaders.remote.locations import atomic_file
-from ..qgis_compat import DISTANCE_METERS, FIELD_DOUBLE, FIELD_INT, FIELD_STRING, WKB_NO_GEOMETRY
-from .base import GeoEmbedAlgorithm
+from ..qgis_compat import (
+    DISTANCE_METERS,
+    FIELD_DOUBLE,
+    FIELD_INT,
+    FIELD_STRING,
+    NUMBER_INTEGER,
+    PARAMETER_ADVANCED,
+    SOURCE_VECTOR_POLYGON,
+    WKB_MULTIPOLYGON,
+    WKB_NO_GEOMETRY,
+)
+from . import settings
+from .base import FeedbackLog, GeoEmbedAlgorithm
 
 
 def products():
@@ -46,6 +63,16 @@ COLUMNS = (
     ("egress_usd", FIELD_DOUBLE),
 )
 
+COVERAGE_COLUMNS = (
+    ("name", FIELD_STRING),
+    ("year", FIELD_INT),
+    ("version", FIELD_STRING),
+    ("lon", FIELD_DOUBLE),
+    ("lat", FIELD_DOUBLE),
+    ("grid_bytes", FIELD_DOUBLE),  # double: a count of bytes may pass 2**31 in other products' tiles
+    ("scales_bytes", FIELD_DOUBLE),
+)
+
 
 class CatalogAlgorithm(GeoEmbedAlgorithm):
     NAME = "catalog"
@@ -59,6 +86,35 @@ class CatalogAlgorithm(GeoEmbedAlgorithm):
         self.addParameter(
             QgsProcessingParameterFileDestination(
                 "OUTPUT_HTML", self.tr("Catalog summary (HTML)"), fileFilter="HTML files (*.html)", optional=True
+            )
+        )
+        source = QgsProcessingParameterString(
+            "TESSERA_SOURCE",
+            self.tr("Tessera coverage: mirror folder or https root (empty: the public Source Cooperative root)"),
+            optional=True,
+        )
+        self.addParameter(source)
+        self.addParameter(
+            QgsProcessingParameterNumber(
+                "YEAR", self.tr("Tessera coverage: year (empty: all years)"), NUMBER_INTEGER, optional=True
+            )
+        )
+        version = QgsProcessingParameterEnum(
+            "VERSION",
+            self.tr("Tessera coverage: version (empty: v1)"),
+            options=list(tessera_versions.VERSIONS),
+            optional=True,
+            usesStaticStrings=True,
+        )
+        version.setFlags(version.flags() | PARAMETER_ADVANCED)
+        self.addParameter(version)
+        self.addParameter(
+            QgsProcessingParameterFeatureSink(
+                "OUTPUT_COVERAGE",
+                self.tr("Tessera tiles that exist for the extent (footprints)"),
+                SOURCE_VECTOR_POLYGON,
+                optional=True,
+                createByDefault=False,
             )
         )
 
@@ -85,8 +141,55 @@ class CatalogAlgorithm(GeoEmbedAlgorithm):
             with atomic_file(html_path) as tmp, open(tmp, "w", encoding="utf-8") as out:
                 out.write(render_html(rows, area_m2))
             outputs["OUTPUT_HTML"] = html_path
+        if _given(parameters, "OUTPUT_COVERAGE") or _given(parameters, "TESSERA_SOURCE"):
+            outputs.update(self._coverage(parameters, context, feedback))
         feedback.pushInfo(catalog.PRICES_NOTE + ".")
         return outputs
+
+    def _coverage(self, parameters, context, feedback):
+        """Which Tessera tiles exist for EXTENT (a year, a version): a line in the log, and their footprints."""
+        wgs84 = self._lonlat_extent(parameters, context)
+        if wgs84 is None:
+            raise QgsProcessingException("Tessera coverage needs an EXTENT; set EXTENT (e.g. the map canvas).")
+        year = self.parameterAsInt(parameters, "YEAR", context) if _given(parameters, "YEAR") else None
+        version = self.parameterAsEnumString(parameters, "VERSION", context) if _given(parameters, "VERSION") else None
+        source = (self.parameterAsString(parameters, "TESSERA_SOURCE", context) or "").strip() or None
+        if source is None:
+            feedback.pushInfo(f"No TESSERA_SOURCE given: reading the Tessera manifest from {catalog.TESSERA.public_location}.")
+        found, tiles = tessera_coverage.coverage(
+            source, wgs84, year, version, FeedbackLog(feedback), cache_dir=settings.cache_dir()
+        )
+        feedback.pushInfo(tessera_coverage.summary(found, tiles, year))
+        if not _given(parameters, "OUTPUT_COVERAGE"):
+            return {}
+        fields = QgsFields()
+        for name, kind in COVERAGE_COLUMNS:
+            fields.append(QgsField(name, kind))
+        crs = QgsCoordinateReferenceSystem("EPSG:4326")
+        sink, destination = self.parameterAsSink(parameters, "OUTPUT_COVERAGE", context, fields, WKB_MULTIPOLYGON, crs)
+        if sink is None:
+            raise QgsProcessingException(self.invalidSinkError(parameters, "OUTPUT_COVERAGE"))
+        for tile in tiles:
+            feature = QgsFeature(fields)
+            geometry = QgsGeometry.fromRect(QgsRectangle(*tile.bounds))
+            geometry.convertToMultiType()
+            feature.setGeometry(geometry)
+            feature.setAttributes(
+                [tile.name, tile.year, tile.version, tile.lon, tile.lat, _number(tile.grid_bytes), _number(tile.scales_bytes)]
+            )
+            sink.addFeature(feature, QgsFeatureSink.Flag.FastInsert)
+        return {"OUTPUT_COVERAGE": destination}
+
+    def _lonlat_extent(self, parameters, context):
+        if parameters.get("EXTENT") in (None, ""):
+            return None
+        crs = self.parameterAsExtentCrs(parameters, "EXTENT", context)
+        if not crs.isValid():
+            raise QgsProcessingException("EXTENT needs a CRS, e.g. EXTENT='5.98,6.02,44.99,45.01 [EPSG:4326]'.")
+        rect = self.parameterAsExtent(parameters, "EXTENT", context, crs)
+        lonlat = QgsCoordinateReferenceSystem("EPSG:4326")
+        rect = QgsCoordinateTransform(crs, lonlat, context.transformContext()).transformBoundingBox(rect)
+        return (rect.xMinimum(), rect.yMinimum(), rect.xMaximum(), rect.yMaximum())
 
     def _area(self, parameters, context):
         if parameters.get("EXTENT") in (None, ""):
@@ -101,6 +204,15 @@ class CatalogAlgorithm(GeoEmbedAlgorithm):
         lonlat = QgsCoordinateReferenceSystem("EPSG:4326")
         rect = QgsCoordinateTransform(crs, lonlat, context.transformContext()).transformBoundingBox(rect)
         return catalog.lonlat_area_m2(rect.xMinimum(), rect.yMinimum(), rect.xMaximum(), rect.yMaximum())
+
+
+def _given(parameters, name):
+    value = parameters.get(name)
+    return value is not None and value != ""
+
+
+def _number(value):
+    return None if value is None else float(value)
 
 
 def _row(product, area_m2):

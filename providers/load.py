@@ -7,7 +7,9 @@ from qgis.core import (
     QgsField,
     QgsFields,
     QgsGeometry,
+    QgsProcessingContext,
     QgsProcessingException,
+    QgsProcessingOutputMultipleLayers,
     QgsProcessingOutputNumber,
     QgsProcessingOutputString,
     QgsProcessingParameterBoolean,
@@ -22,7 +24,10 @@ from qgis.core import (
 )
 
 from ..loaders import catalog, load
+from ..loaders.errors import GeoEmbedError
+from ..loaders.products import tessera_versions
 from ..loaders.products.patches import patch_fields_json
+from ..loaders.years import parse_years, run_years
 from ..qgis_compat import FIELD_INT, FIELD_STRING, NUMBER_DOUBLE, NUMBER_INTEGER, PARAMETER_ADVANCED, SOURCE_VECTOR_ANY_GEOMETRY
 from . import settings
 from .base import FeedbackLog, GeoEmbedAlgorithm, crs_to_string
@@ -56,6 +61,22 @@ class LoadAlgorithm(GeoEmbedAlgorithm):
             QgsProcessingParameterNumber("YEAR", self.tr("Year (empty: the latest available)"), NUMBER_INTEGER, optional=True)
         )
         self.addParameter(
+            QgsProcessingParameterString(
+                "YEARS",
+                self.tr("Several years, one file each on one grid (e.g. 2019,2021,2024 or 2018-2024; empty: one year)"),
+                optional=True,
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterEnum(
+                "VERSION",
+                self.tr("Tessera version (empty: v1, or the only version SOURCE holds)"),
+                options=list(tessera_versions.VERSIONS),
+                optional=True,
+                usesStaticStrings=True,
+            )
+        )
+        self.addParameter(
             QgsProcessingParameterCrs("CRS", self.tr("Output CRS (empty: UTM zone of the extent's centre)"), optional=True)
         )
         resolution = QgsProcessingParameterNumber(
@@ -74,6 +95,14 @@ class LoadAlgorithm(GeoEmbedAlgorithm):
         )
         outside.setFlags(outside.flags() | PARAMETER_ADVANCED)
         self.addParameter(outside)
+        dimensions = QgsProcessingParameterNumber(
+            "DIMENSIONS",
+            self.tr("Tessera v2 fast preview: read only the first 4 or 16 dimensions (empty: all 128)"),
+            NUMBER_INTEGER,
+            optional=True,
+        )
+        dimensions.setFlags(dimensions.flags() | PARAMETER_ADVANCED)
+        self.addParameter(dimensions)
         self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT", self.tr("Embeddings")))
         self.addParameter(
             QgsProcessingParameterFileDestination(
@@ -92,11 +121,17 @@ class LoadAlgorithm(GeoEmbedAlgorithm):
         self.addOutput(QgsProcessingOutputString("PRODUCT", self.tr("Product id loaded")))
         self.addOutput(QgsProcessingOutputNumber("YEAR", self.tr("Year loaded")))
         self.addOutput(QgsProcessingOutputString("CRS", self.tr("CRS of the output")))
+        self.addOutput(QgsProcessingOutputMultipleLayers("OUTPUT_YEARS", self.tr("Embeddings of every year (with YEARS)")))
+        self.addOutput(QgsProcessingOutputString("YEARS_LOADED", self.tr("Years loaded (with YEARS), e.g. 2019,2024")))
 
     def checkParameterValues(self, parameters, context):  # noqa: N802
         product = parameters.get("PRODUCT")
         if isinstance(product, str) and product not in PRODUCT_CHOICES:
             return False, f"Unknown product '{product}'; valid PRODUCT values are: {', '.join(PRODUCT_CHOICES)}."
+        try:
+            _years(parameters)
+        except GeoEmbedError as exc:
+            return False, str(exc)
         return super().checkParameterValues(parameters, context)
 
     def execute(self, parameters, context, feedback):
@@ -109,6 +144,8 @@ class LoadAlgorithm(GeoEmbedAlgorithm):
             resolution=self.parameterAsDouble(parameters, "RESOLUTION", context) if _given(parameters, "RESOLUTION") else None,
             cache_dir=settings.cache_dir(),
             allow_paths_outside_mirror=self._allow_outside(parameters, context),
+            version=self.parameterAsEnumString(parameters, "VERSION", context) if _given(parameters, "VERSION") else None,
+            dimensions=self.parameterAsInt(parameters, "DIMENSIONS", context) if _given(parameters, "DIMENSIONS") else None,
         )
         if request.source is None and request.product in ("aef", "auto") and settings.aef_mirror():
             request.source = settings.aef_mirror()
@@ -123,6 +160,9 @@ class LoadAlgorithm(GeoEmbedAlgorithm):
         crs = self.parameterAsCrs(parameters, "CRS", context)
         if _given(parameters, "CRS") and crs.isValid():
             request.crs = crs_to_string(crs)
+        years = _years(parameters)
+        if years:
+            return self._execute_years(parameters, context, feedback, request, years)
         feedback.setProgressText(self.tr("Reading, mosaicking and writing blocks"))
         result = load.run(request, log, progress=lambda f: log.progress(0.95 * f), is_cancelled=log.is_cancelled)
         outputs = {"OUTPUT": result.output, "PRODUCT": result.product, "YEAR": result.provenance.year, "CRS": result.grid.crs}
@@ -139,6 +179,30 @@ class LoadAlgorithm(GeoEmbedAlgorithm):
             details = context.layerToLoadOnCompletionDetails(result.output)
             details.name = _layer_name(result)
             details.setPostProcessor(EmbeddingStyler.create(result.provenance.product))
+        return outputs
+
+    def _execute_years(self, parameters, context, feedback, request, years):
+        """YEARS: one file per year on one grid; OUTPUT is the latest year's file, OUTPUT_YEARS all of them."""
+        log = FeedbackLog(feedback)
+        feedback.setProgressText(self.tr("Reading, mosaicking and writing blocks, year by year"))
+        results = run_years(request, years, log, progress=lambda f: log.progress(0.95 * f), is_cancelled=log.is_cancelled)
+        latest = results[-1]
+        outputs = {
+            "OUTPUT": latest.output,
+            "OUTPUT_YEARS": [result.output for result in results],
+            "YEARS_LOADED": ",".join(str(result.provenance.year) for result in results),
+            "PRODUCT": latest.product,
+            "YEAR": latest.provenance.year,
+            "CRS": latest.grid.crs,
+        }
+        quicklook = self.parameterAsFileOutput(parameters, "QUICKLOOK", context) if _given(parameters, "QUICKLOOK") else ""
+        if quicklook:
+            feedback.setProgressText(self.tr("Rendering the PCA quicklook of the latest year"))
+            outputs["QUICKLOOK"] = render_quicklook(latest.output, quicklook)
+        if _given(parameters, "OUTPUT_PATCHES"):
+            log.warning("OUTPUT_PATCHES is not written with YEARS; load a patch product one year at a time.")
+        feedback.setProgress(100)
+        _load_years_on_completion(context, request.output, results)
         return outputs
 
     def _allow_outside(self, parameters, context):
@@ -183,6 +247,30 @@ class LoadAlgorithm(GeoEmbedAlgorithm):
 def _given(parameters, name):
     value = parameters.get(name)
     return value is not None and value != ""
+
+
+def _years(parameters):
+    """The years of YEARS (None without it); refuses junk and YEAR and YEARS together."""
+    if not _given(parameters, "YEARS"):
+        return None
+    if _given(parameters, "YEAR"):
+        raise GeoEmbedError("Give YEAR or YEARS, not both: YEAR loads one year, YEARS several (e.g. 2018-2024).")
+    return parse_years(str(parameters["YEARS"]))
+
+
+def _load_years_on_completion(context, destination, results):
+    """Load every year's file (not OUTPUT's own path, which YEARS does not write), named and styled like one year's."""
+    if not context.willLoadLayerOnCompletion(destination):
+        return
+    details = context.layerToLoadOnCompletionDetails(destination)
+    layers = dict(context.layersToLoadOnCompletion())
+    layers.pop(destination, None)
+    for result in results:
+        year_details = QgsProcessingContext.LayerDetails(_layer_name(result), details.project, details.outputName)
+        year_details.layerTypeHint = details.layerTypeHint
+        year_details.setPostProcessor(EmbeddingStyler.create(result.provenance.product))
+        layers[result.output] = year_details
+    context.setLayersToLoadOnCompletion(layers)
 
 
 def _layer_name(result):

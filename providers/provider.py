@@ -8,23 +8,33 @@ from .catalog import CatalogAlgorithm
 from .change import ChangeAlgorithm
 from .cluster import ClusterAlgorithm
 from .compare import CompareAlgorithm
+from .detect import DetectAlgorithm
 from .intrinsicdim import IntrinsicDimAlgorithm
 from .load import LoadAlgorithm
 from .pca import PcaAlgorithm
+from .regress import RegressAlgorithm
 from .resample import ResampleAlgorithm
 from .sample import SampleAlgorithm
 from .similarity import SimilarityAlgorithm
 from .train import ClassifyAlgorithm, TrainAlgorithm
+from .trajectory import TrajectoryAlgorithm
+from .transitions import TransitionsAlgorithm
+from .zonal import ZonalAlgorithm
 
-ALGORITHMS = (
+ALGORITHMS = (  # in the order of a user's work: load, sample, search, classify, compare years, explore
     LoadAlgorithm,
     CatalogAlgorithm,
     SampleAlgorithm,
+    ZonalAlgorithm,
     SimilarityAlgorithm,
+    DetectAlgorithm,
     TrainAlgorithm,
     ClassifyAlgorithm,
+    RegressAlgorithm,
+    TransitionsAlgorithm,
     ResampleAlgorithm,
     ChangeAlgorithm,
+    TrajectoryAlgorithm,
     CompareAlgorithm,
     IntrinsicDimAlgorithm,
     PcaAlgorithm,

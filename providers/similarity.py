@@ -1,7 +1,14 @@
-"""geoembed:similarity - cosine similarity heatmap to query points/polygons, and the K best matches."""
+"""geoembed:similarity - cosine similarity heatmap to query points/polygons, and the K best matches.
 
-import numpy as np
+The examples may also come from a query file (analysis/query_file.py) saved by an earlier run with OUTPUT_QUERY.
+"""
+
+import os
+
 from qgis.core import (
+    QgsCoordinateReferenceSystem,
+    QgsCoordinateTransform,
+    QgsCsException,
     QgsFeature,
     QgsFeatureSink,
     QgsField,
@@ -11,11 +18,14 @@ from qgis.core import (
     QgsProcessingException,
     QgsProcessingParameterFeatureSink,
     QgsProcessingParameterFeatureSource,
+    QgsProcessingParameterFile,
+    QgsProcessingParameterFileDestination,
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterDestination,
     QgsProcessingParameterRasterLayer,
 )
 
+from ..analysis import query_file
 from ..analysis.regions import feature_vectors
 from ..analysis.similarity import SimilarityRaster, query_vector
 from ..loaders.raster.writer import OutputSpec, provenance_metadata, write_rasters
@@ -36,9 +46,21 @@ class SimilarityAlgorithm(GeoEmbedAlgorithm):
 
     def initAlgorithm(self, config=None):
         self.addParameter(QgsProcessingParameterRasterLayer("INPUT", self.tr("Embeddings (layer, product file or folder)")))
-        self.addParameter(QgsProcessingParameterFeatureSource("QUERY", self.tr("Examples (points or polygons)"), GEOMETRIES))
+        self.addParameter(
+            QgsProcessingParameterFeatureSource(
+                "QUERY", self.tr("Examples (points or polygons; optional with a query file)"), GEOMETRIES, optional=True
+            )
+        )
         self.addParameter(
             QgsProcessingParameterFeatureSource("NEGATIVE", self.tr("Counter-examples (optional)"), GEOMETRIES, optional=True)
+        )
+        self.addParameter(
+            QgsProcessingParameterFile(
+                "QUERY_FILE",
+                self.tr("Saved query (examples and counter-examples as vectors)"),
+                fileFilter=f"{query_file.FILE_FILTER};;All files (*)",
+                optional=True,
+            )
         )
         self.addParameter(QgsProcessingParameterNumber("K", self.tr("Number of best matches"), NUMBER_INTEGER, 10, minValue=0))
         self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT", self.tr("Similarity")))
@@ -47,16 +69,27 @@ class SimilarityAlgorithm(GeoEmbedAlgorithm):
                 "OUTPUT_MATCHES", self.tr("Best matches"), SOURCE_VECTOR_POINT, optional=True, createByDefault=False
             )
         )
+        self.addParameter(
+            QgsProcessingParameterFileDestination(
+                "OUTPUT_QUERY",
+                self.tr("Save the query (to run it on another area or year)"),
+                fileFilter=query_file.FILE_FILTER,
+                optional=True,
+                createByDefault=False,
+            )
+        )
 
     def execute(self, parameters, context, feedback):
         log = FeedbackLog(feedback)
+        saved_to = self._query_destination(parameters, context)
         raster = open_input(self, parameters, context, log)
         heatmap = None
         try:
-            query = self._mean_vector(parameters, "QUERY", raster, context, feedback, required=True)
-            negative = self._mean_vector(parameters, "NEGATIVE", raster, context, feedback, required=False)
+            query = self._query(parameters, raster, context, feedback)
+            positive = query_vector(query.examples)
+            negative = query_vector(query.counter_examples) if len(query.counter_examples) else None
             k = self.parameterAsInt(parameters, "K", context)
-            heatmap = SimilarityRaster(raster, query, negative, k)
+            heatmap = SimilarityRaster(raster, positive, negative, k)
             output = self.parameterAsOutputLayer(parameters, "OUTPUT", context)
             meta = provenance_metadata(raster.provenance)
             meta["GEOEMBED_ANALYSIS"] = "cosine similarity to the L2-normalised mean query vector" + (
@@ -70,28 +103,68 @@ class SimilarityAlgorithm(GeoEmbedAlgorithm):
         outputs = {"OUTPUT": output}
         if parameters.get("OUTPUT_MATCHES") not in (None, ""):
             outputs["OUTPUT_MATCHES"] = self._write_matches(parameters, context, raster.grid, heatmap.top)
+        if saved_to:
+            outputs["OUTPUT_QUERY"] = query_file.save(saved_to, query)
         if context.willLoadLayerOnCompletion(output):
             details = context.layerToLoadOnCompletionDetails(output)
             details.name = "Similarity"
             details.setPostProcessor(HeatmapStyler.create())
         return outputs
 
-    def _mean_vector(self, parameters, name, raster, context, feedback, required):
+    def _query_destination(self, parameters, context):
+        """Where OUTPUT_QUERY goes ("" for none), its folder checked before any work is done."""
+        if parameters.get("OUTPUT_QUERY") in (None, ""):
+            return ""
+        path = self.parameterAsFileOutput(parameters, "OUTPUT_QUERY", context)
+        folder = os.path.dirname(os.path.abspath(path))
+        os.makedirs(folder, exist_ok=True)
+        if not os.access(folder, os.W_OK):
+            raise QgsProcessingException(f"Cannot write to {folder}; choose another OUTPUT_QUERY folder.")
+        return path
+
+    def _query(self, parameters, raster, context, feedback):
+        """The examples and counter-examples of QUERY_FILE (if given) followed by those of QUERY and NEGATIVE."""
+        path = self.parameterAsFile(parameters, "QUERY_FILE", context)
+        saved = None
+        if path:
+            saved = query_file.load(path)
+            saved.check_bands(raster.band_names)
+        examples, example_places = self._vectors(parameters, "QUERY", raster, context, feedback, required=saved is None)
+        counter, counter_places = self._vectors(parameters, "NEGATIVE", raster, context, feedback, required=False)
+        provenance = raster.provenance
+        here = query_file.Query(
+            raster.band_names,
+            examples,
+            counter,
+            example_places,
+            counter_places,
+            getattr(provenance, "product", None),
+            getattr(provenance, "year", None),
+        )
+        return here if saved is None else saved.union(here)
+
+    def _vectors(self, parameters, name, raster, context, feedback, required):
+        """(vectors, lon/lat of each) of the features of a layer parameter; empty when it is not given."""
         source = self.parameterAsSource(parameters, name, context)
         if source is None:
+            if required and name == "QUERY" and parameters.get(name) in (None, ""):
+                raise QgsProcessingException("Give QUERY (examples) or QUERY_FILE (a query saved with OUTPUT_QUERY).")
             if required:
                 raise QgsProcessingException(self.invalidSourceError(parameters, name))
-            return None
+            return [], []
         entries = features_in(source, raster.grid.crs, context, feedback)
-        vectors = [v for v in feature_vectors(raster, [geometry for _, geometry in entries]) if v is not None]
-        if not vectors:
+        found = feature_vectors(raster, [geometry for _, geometry in entries])
+        kept = [(vector, feature) for vector, (feature, _) in zip(found, entries) if vector is not None]
+        if not kept:
             if not required and not entries:
-                return None
+                return [], []
             raise QgsProcessingException(f"No feature of {name} lies on a valid pixel of INPUT; check that they overlap.")
-        skipped = len(entries) - len(vectors)
+        skipped = len(entries) - len(kept)
         if skipped:
             FeedbackLog(feedback).warning(f"{skipped} feature(s) of {name} are outside INPUT or on nodata and were ignored.")
-        return query_vector(np.array(vectors))
+        wgs84 = QgsCoordinateReferenceSystem("EPSG:4326")
+        to_wgs84 = QgsCoordinateTransform(source.sourceCrs(), wgs84, context.transformContext())
+        return [vector for vector, _ in kept], [_lonlat(feature, to_wgs84) for _, feature in kept]
 
     def _write_matches(self, parameters, context, grid, top):
         fields = QgsFields()
@@ -108,3 +181,12 @@ class SimilarityAlgorithm(GeoEmbedAlgorithm):
             feature.setAttributes([rank, float(score)])
             sink.addFeature(feature, QgsFeatureSink.Flag.FastInsert)
         return destination
+
+
+def _lonlat(feature, to_wgs84):
+    """Where a feature lies (its centroid) as (lon, lat); NaN when it cannot be placed on the globe."""
+    try:
+        point = to_wgs84.transform(feature.geometry().centroid().asPoint())
+    except QgsCsException:
+        return (float("nan"), float("nan"))
+    return (point.x(), point.y())

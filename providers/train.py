@@ -1,17 +1,21 @@
 """geoembed:train and geoembed:classify - classifiers on labelled features, applied block by block."""
 
 import json
+import os
 
 import numpy as np
 from osgeo import gdal
 from qgis.core import (
+    QgsProcessingContext,
     QgsProcessingException,
+    QgsProcessingOutputMultipleLayers,
     QgsProcessingOutputString,
     QgsProcessingParameterEnum,
     QgsProcessingParameterFeatureSource,
     QgsProcessingParameterField,
     QgsProcessingParameterFile,
     QgsProcessingParameterFileDestination,
+    QgsProcessingParameterMultipleLayers,
     QgsProcessingParameterRasterDestination,
     QgsProcessingParameterRasterLayer,
 )
@@ -20,11 +24,14 @@ from ..analysis import classify, model_file
 from ..analysis.regions import polygon_pixels
 from ..analysis.report import report_html
 from ..analysis.sampling import sample
-from ..loaders.raster.writer import OutputSpec, provenance_metadata, write_rasters
-from ..loaders.remote.locations import atomic_file
-from ..qgis_compat import SOURCE_VECTOR_POINT, SOURCE_VECTOR_POLYGON
+from ..loaders.errors import Cancelled, GeoEmbedError
+from ..loaders.open import open_embeddings
+from ..loaders.raster.writer import OutputSpec, check_destination, provenance_metadata, write_rasters
+from ..loaders.remote.locations import atomic_file, basename, is_url
+from ..qgis_compat import SOURCE_RASTER, SOURCE_VECTOR_POINT, SOURCE_VECTOR_POLYGON
+from . import settings
 from .base import FeedbackLog, GeoEmbedAlgorithm
-from .inputs import features_in, open_input
+from .inputs import features_in, layer_location, open_input
 from .styles import ClassStyler, write_class_palette
 
 METHODS = classify.METHODS  # the METHOD choices, also offered by the GeoEmbed panel
@@ -167,33 +174,149 @@ class ClassifyAlgorithm(GeoEmbedAlgorithm):
                 "OUTPUT_CONFIDENCE", self.tr("Confidence"), optional=True, createByDefault=False
             )
         )
+        self.addParameter(
+            QgsProcessingParameterMultipleLayers(
+                "INPUTS",
+                self.tr("More years to classify with the same model (same product and bands; maps <OUTPUT>_<year>.tif)"),
+                SOURCE_RASTER,
+                optional=True,
+            )
+        )
+        self.addOutput(QgsProcessingOutputMultipleLayers("OUTPUT_YEARS", self.tr("Class maps of every year, oldest first")))
 
     def execute(self, parameters, context, feedback):
         log = FeedbackLog(feedback)
         model = classify.load_model(self.parameterAsFile(parameters, "MODEL", context))
-        raster = open_input(self, parameters, context, log)
+        sources = year_sources(self, parameters, context)
+        output = self.parameterAsOutputLayer(parameters, "OUTPUT", context)
+        confidence = ""
+        if parameters.get("OUTPUT_CONFIDENCE") not in (None, ""):
+            confidence = self.parameterAsOutputLayer(parameters, "OUTPUT_CONFIDENCE", context)
+        rasters = [open_input(self, parameters, context, log)]
         try:
-            model.check_bands(raster.band_names)
-            return write_class_maps(self, parameters, context, raster, model, log)
+            model.check_bands(rasters[0].band_names)
+            for source in sources:
+                rasters.append(open_embeddings(source, log, allow_paths_outside_mirror=settings.allow_paths_outside_mirror()))
+                check_year_bands(model, rasters[-1], source)
+            years = year_of_each(rasters, sources)
+            jobs = [(rasters[0], output, confidence, years[0])]
+            for raster, year in zip(rasters[1:], years[1:]):
+                jobs.append((raster, with_year(output, year), with_year(confidence, year) if confidence else "", year))
+            for _, path, conf, _ in jobs:
+                for destination in filter(None, (path, conf)):
+                    check_destination(destination)  # all of them, before any work
+            write_years(jobs, model, log)
         finally:
-            raster.close()
+            for raster in rasters:
+                raster.close()
+        outputs = {"OUTPUT": output}
+        if sources:  # (a run without INPUTS returns what it always did)
+            outputs["OUTPUT_YEARS"] = [path for _, path, _, _ in sorted(jobs, key=_oldest_first)]
+        if confidence:
+            outputs["OUTPUT_CONFIDENCE"] = confidence
+        load_years_on_completion(context, jobs, model.class_names)
+        return outputs
+
+
+def year_sources(algorithm, parameters, context):
+    """The files (or folders, URLs) behind INPUTS, in the order given."""
+    value = parameters.get("INPUTS")
+    if value in (None, "", []):
+        return []
+    values = value if isinstance(value, (list, tuple)) else [value]
+    if all(isinstance(v, str) and (os.path.exists(v) or is_url(v)) for v in values):
+        return list(values)  # paths are handed over as they are (see inputs.input_path)
+    return [layer_location(layer.source()) for layer in algorithm.parameterAsLayerList(parameters, "INPUTS", context)]
+
+
+def check_year_bands(model, raster, source):
+    try:
+        model.check_bands(raster.band_names)
+    except GeoEmbedError as exc:
+        message = str(exc)
+        raise GeoEmbedError(f"INPUTS raster {basename(source)}: {message[0].lower()}{message[1:]}") from None
+
+
+def year_of_each(rasters, sources):
+    """INPUT's year (None when unknown) and each INPUTS raster's: its GEOEMBED_YEAR, else its position (1, 2, ...)."""
+    years = [rasters[0].provenance.year]
+    named = {}
+    if years[0] is not None:
+        named[years[0]] = "INPUT"
+    for position, (raster, source) in enumerate(zip(rasters[1:], sources), start=1):
+        year = raster.provenance.year if raster.provenance.year is not None else position
+        if year in named:
+            raise GeoEmbedError(
+                f"INPUTS raster {basename(source)} is of {year}, like {named[year]}; give each year once "
+                "(the maps are named <OUTPUT>_<year>)."
+            )
+        named[year] = f"INPUTS raster {basename(source)}"
+        years.append(year)
+    return years
+
+
+def with_year(path, year):
+    stem, extension = os.path.splitext(path)
+    return f"{stem}_{year}{extension}"
+
+
+def _oldest_first(job):
+    year = job[3]
+    return (-1, 0) if year is None else (0, year)
+
+
+def write_years(jobs, model, log):
+    """Every year's class map (and confidence); progress spans them all, and a failure or cancel removes them all."""
+    total = sum(raster.grid.width * raster.grid.height for raster, *_ in jobs)
+    done, written = 0, []
+    try:
+        for raster, output, confidence, year in jobs:
+            if log.is_cancelled():
+                raise Cancelled()
+            pixels = raster.grid.width * raster.grid.height
+            start = done
+            written.extend(filter(None, (output, confidence)))
+            if len(jobs) > 1:
+                log.info(f"Year {year if year is not None else '(INPUT)'}: {os.path.basename(output)}.")
+            write_class_map(
+                raster, model, output, confidence, log, lambda f, s=start, n=pixels: log.progress((s + f * n) / total)
+            )
+            done += pixels
+    except BaseException:
+        for path in written:
+            remove_raster_files(path)
+        raise
+
+
+def remove_raster_files(path):
+    """A raster this run wrote and what it wrote beside it (default style, GDAL's .aux.xml)."""
+    for name in (path, path + ".aux.xml", os.path.splitext(path)[0] + ".qml"):
+        if os.path.exists(name):
+            os.remove(name)
+
+
+def load_years_on_completion(context, jobs, class_names):
+    """Each year's map is loaded, named by its year and styled, when OUTPUT is (OUTPUT_YEARS is no destination)."""
+    output = jobs[0][1]
+    if not context.willLoadLayerOnCompletion(output):
+        return
+    details = context.layerToLoadOnCompletionDetails(output)
+    details.name = "Classes" if jobs[0][3] is None else f"Classes {jobs[0][3]}"
+    details.setPostProcessor(ClassStyler.create(class_names))
+    for _, path, _, year in jobs[1:]:
+        year_details = QgsProcessingContext.LayerDetails(f"Classes {year}", details.project, details.outputName)
+        year_details.layerTypeHint = details.layerTypeHint
+        year_details.setPostProcessor(ClassStyler.create(class_names))
+        context.addLayerToLoadOnCompletion(path, year_details)
 
 
 def write_class_maps(algorithm, parameters, context, raster, model, log):
     """OUTPUT (classes 1..n, 0 = nodata, colour table and class names) and optional OUTPUT_CONFIDENCE."""
-    producer = classify.ClassRasters(raster, model)
-    meta = provenance_metadata(raster.provenance)
-    meta.update(GEOEMBED_ANALYSIS=f"{model.method} classifier", GEOEMBED_CLASSES="|".join(model.class_names))
-    class_type = gdal.GDT_Byte if len(model.class_names) < 255 else gdal.GDT_UInt16
     output = algorithm.parameterAsOutputLayer(parameters, "OUTPUT", context)
-    specs = [OutputSpec(output, ("class",), class_type, 0, meta)]
     confidence = ""
     if parameters.get("OUTPUT_CONFIDENCE") not in (None, ""):
         confidence = algorithm.parameterAsOutputLayer(parameters, "OUTPUT_CONFIDENCE", context)
-        specs.append(OutputSpec(confidence, ("confidence",), gdal.GDT_Float32, -1.0, meta))
-    log.info(f"Classifying {raster.grid.width} x {raster.grid.height} pixels into {len(model.class_names)} classes.")
-    write_rasters(raster.grid, specs, lambda w: producer.produce(w)[: len(specs)], log.progress, log.is_cancelled)
-    write_class_palette(output, model.class_names)
+    write_class_map(raster, model, output, confidence, log, log.progress)
     outputs = {"OUTPUT": output}
     if confidence:
         outputs["OUTPUT_CONFIDENCE"] = confidence
@@ -202,6 +325,20 @@ def write_class_maps(algorithm, parameters, context, raster, model, log):
         details.name = "Classes"
         details.setPostProcessor(ClassStyler.create(model.class_names))
     return outputs
+
+
+def write_class_map(raster, model, output, confidence, log, progress):
+    """One raster's class map (and confidence when a path is given), with its palette and class names."""
+    producer = classify.ClassRasters(raster, model)
+    meta = provenance_metadata(raster.provenance)
+    meta.update(GEOEMBED_ANALYSIS=f"{model.method} classifier", GEOEMBED_CLASSES="|".join(model.class_names))
+    class_type = gdal.GDT_Byte if len(model.class_names) < 255 else gdal.GDT_UInt16
+    specs = [OutputSpec(output, ("class",), class_type, 0, meta)]
+    if confidence:
+        specs.append(OutputSpec(confidence, ("confidence",), gdal.GDT_Float32, -1.0, meta))
+    log.info(f"Classifying {raster.grid.width} x {raster.grid.height} pixels into {len(model.class_names)} classes.")
+    write_rasters(raster.grid, specs, lambda w: producer.produce(w)[: len(specs)], progress, log.is_cancelled)
+    write_class_palette(output, model.class_names)
 
 
 def _metrics_json(class_names, counts, result):

@@ -1,8 +1,10 @@
-"""Label & classify tab: classes with colours, points and polygons drawn on the map, then geoembed:train."""
+"""Label & classify tab: classes with colours, points and polygons drawn on the map, then geoembed:train; then a
+class's most confident pixels to review: the ones marked wrong, with their right class, become labels for retraining."""
 
 import json
+import math
 
-from qgis.core import QgsCoordinateTransform, QgsGeometry, QgsProject
+from qgis.core import QgsCoordinateTransform, QgsGeometry, QgsPointXY, QgsProject, QgsRasterLayer
 from qgis.gui import QgsColorButton
 from qgis.PyQt.QtCore import QUrl
 from qgis.PyQt.QtGui import QColor, QDesktopServices, QIcon, QPixmap
@@ -14,18 +16,22 @@ from qgis.PyQt.QtWidgets import (
     QListWidget,
     QListWidgetItem,
     QPushButton,
+    QSpinBox,
     QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
     QWidget,
 )
 
+from ..analysis.review import most_confident
 from ..providers.train import METHODS
 from .layers import CLASS_FIELD, add_geometry, colour_by_class, live, memory_layer, pixel_polygon, to_layer_crs
 from .map_tools import PointLabelTool, PolygonLabelTool
+from .review_list import RIGHT, WRONG, BackgroundCall, ReviewList
 from .runner import load_into_project
 
 POINT_LABELS, POLYGON_LABELS, TRAINING = "GeoEmbed labels (points)", "GeoEmbed labels (polygons)", "GeoEmbed training samples"
+REVIEW = "GeoEmbed review (classes)"
 PALETTE = ("#1f77b4", "#2ca02c", "#d62728", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f")
 
 
@@ -66,6 +72,17 @@ class LabelPanel(QWidget):
         self.report_button = QPushButton(self.tr("Open the accuracy report"))
         self.report_button.setEnabled(False)
         self.report_button.clicked.connect(lambda: QDesktopServices.openUrl(QUrl.fromLocalFile(self.report_path)))
+        self.trained_outputs = None  # (classes path, confidence path, class names) of the last training
+        self.listing = None  # the background search for the most confident pixels
+        self.review_class = QComboBox()
+        self.review_count = QSpinBox()
+        self.review_count.setRange(1, 1000)
+        self.review_count.setValue(20)
+        self.list_button = QPushButton(self.tr("List the most confident"))
+        self.list_button.setEnabled(False)
+        self.list_button.clicked.connect(self.list_confident)
+        self.review = ReviewList(dock, REVIEW, corrections_label=self.tr("Wrong: its class is"))
+        self.review.retrain_requested.connect(self.retrain_with_marks)
         layout = QVBoxLayout(self)
         row = QHBoxLayout()
         row.addWidget(self.class_name, 1)
@@ -89,6 +106,13 @@ class LabelPanel(QWidget):
         layout.addWidget(self.accuracy)
         layout.addWidget(self.confusion, 1)
         layout.addWidget(self.report_button)
+        row = QHBoxLayout()
+        row.addWidget(QLabel(self.tr("Review")))
+        row.addWidget(self.review_class, 1)
+        row.addWidget(self.review_count)
+        row.addWidget(self.list_button)
+        layout.addLayout(row)
+        layout.addWidget(self.review, 1)
 
     # --- classes -----------------------------------------------------------------------------
 
@@ -220,8 +244,72 @@ class LabelPanel(QWidget):
         return self.dock.run("geoembed:train", parameters, self._trained)
 
     def _trained(self, results):
-        self.show_metrics(json.loads(results.get("METRICS") or "{}"))
+        metrics = json.loads(results.get("METRICS") or "{}")
+        self.show_metrics(metrics)
         self.report_button.setEnabled(bool(self.report_path))
+        names = list(metrics.get("classes", []))
+        self.trained_outputs = (results.get("OUTPUT"), results.get("OUTPUT_CONFIDENCE"), names)
+        chosen = self.review_class.currentText()
+        self.review_class.clear()
+        self.review_class.addItems(names)
+        if chosen in names:
+            self.review_class.setCurrentIndex(names.index(chosen))
+        self.review.set_corrections(names)
+        self.list_button.setEnabled(bool(names) and bool(results.get("OUTPUT_CONFIDENCE")))
+        if self.review.count():  # a retrain: list the reviewed class again, from the new result
+            self.list_confident()
+
+    # --- reviewing the result ----------------------------------------------------------------------
+
+    def list_confident(self):
+        """The chosen class's most confident pixels (read in a background task) into the review list."""
+        if self.trained_outputs is None or self.review_class.currentIndex() < 0:
+            self.dock.tell(self.tr("Train and classify first."))
+            return None
+        classes_path, confidence_path, names = self.trained_outputs
+        name, value, count = self.review_class.currentText(), self.review_class.currentIndex() + 1, self.review_count.value()
+        others = [n for n in names if n != name]
+        if others:
+            self.review.correction.setCurrentIndex(names.index(others[0]))
+
+        def search(is_cancelled):
+            return most_confident(classes_path, confidence_path, value, count, is_cancelled)
+
+        def show(found):
+            scores, rows, cols = found
+            grid = QgsRasterLayer(classes_path, "classes", "gdal")
+            extent, res_x, res_y = grid.extent(), grid.rasterUnitsPerPixelX(), grid.rasterUnitsPerPixelY()
+            x0, y0 = extent.xMinimum(), extent.yMaximum()
+            points = [QgsPointXY(x0 + (c + 0.5) * res_x, y0 - (r + 0.5) * res_y) for r, c in zip(rows, cols)]
+            self.review.set_matches(points, scores, grid.crs(), [name] * len(points))
+
+        self.listing = BackgroundCall(self.dock, self.tr("GeoEmbed: most confident pixels"), search, show)
+        return self.listing
+
+    def retrain_with_marks(self):
+        """Pixels marked right keep their class, pixels marked wrong take the class chosen for them: each becomes a
+        labelled point (replacing the point labels already in that pixel), then the classifier is trained again."""
+        raster = self.dock.embedding_layer()
+        corrected = self.review.marked(RIGHT) + [(p, c) for p, c in self.review.marked(WRONG) if c]
+        if raster is None or not corrected:
+            self.dock.tell(self.tr("Mark some pixels right, or wrong with their right class, first."))
+            return None
+        layer = self._label_layer("points_id", POINT_LABELS, "Point")
+        for point, name in corrected:
+            where = to_layer_crs(point, self.review.crs, raster)
+            self._drop_point_labels_in_pixel(layer, raster, where)
+            add_geometry(layer, QgsGeometry.fromPointXY(to_layer_crs(where, raster.crs(), layer)), [name])
+        return self.train()
+
+    def _drop_point_labels_in_pixel(self, layer, raster, where):
+        pixel = _pixel_of(raster, where)
+        doomed = [
+            feature.id()
+            for feature in layer.getFeatures()
+            if _pixel_of(raster, to_layer_crs(feature.geometry().asPoint(), layer.crs(), raster)) == pixel
+        ]
+        if doomed:
+            layer.dataProvider().deleteFeatures(doomed)
 
     def show_metrics(self, metrics):
         """Accuracy and the confusion matrix of the blocked cross-validation, in the panel."""
@@ -248,3 +336,12 @@ class LabelPanel(QWidget):
             if canvas.mapTool() is tool:
                 canvas.unsetMapTool(tool)
         self.polygon_tool.remove()
+        self.review.unload()
+
+
+def _pixel_of(raster, point):
+    """(row, col) of the raster pixel a point (in the raster's CRS) falls in."""
+    extent = raster.extent()
+    col = math.floor((point.x() - extent.xMinimum()) / raster.rasterUnitsPerPixelX())
+    row = math.floor((extent.yMaximum() - point.y()) / raster.rasterUnitsPerPixelY())
+    return row, col

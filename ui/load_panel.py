@@ -1,9 +1,23 @@
-"""Load tab: a product from the catalog, a year and an extent, loaded and styled by geoembed:load."""
+"""Load tab: a product from the catalog, a year (or several) and an extent, loaded and styled by geoembed:load."""
+
+import os
 
 from qgis.core import QgsCoordinateReferenceSystem
 from qgis.gui import QgsExtentGroupBox, QgsFileWidget
-from qgis.PyQt.QtWidgets import QComboBox, QFormLayout, QLabel, QPushButton, QSpinBox, QVBoxLayout, QWidget
+from qgis.PyQt.QtWidgets import (
+    QComboBox,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
 
+from ..loaders.errors import GeoEmbedError
+from ..loaders.years import parse_years, year_path
 from ..providers import settings
 from ..providers.catalog import products
 from .layers import layers_with_source
@@ -44,7 +58,14 @@ class LoadPanel(QWidget):
         self.year.setRange(LATEST, 2100)
         self.year.setSpecialValueText(self.tr("latest"))
         self.year.setValue(LATEST)
-        form.addRow(self.tr("Year"), self.year)
+        self.years = QLineEdit()  # several years: one file each, on one grid (geoembed:load's YEARS)
+        self.years.setPlaceholderText(self.tr("or years, e.g. 2018-2024"))
+        self.years.setToolTip(self.tr("Several years, e.g. 2019,2021,2024 or 2018-2024: one layer per year, all on one grid"))
+        self.years.textChanged.connect(lambda text: self.year.setEnabled(not text.strip()))
+        years_row = QHBoxLayout()
+        years_row.addWidget(self.year)
+        years_row.addWidget(self.years, 1)
+        form.addRow(self.tr("Year"), years_row)
         self.output = QgsFileWidget()
         self.output.setStorageMode(QgsFileWidget.StorageMode.SaveFile)
         self.output.setFilter("GeoTIFF (*.tif)")
@@ -84,7 +105,11 @@ class LoadPanel(QWidget):
             "SOURCE": self.source.filePath().strip(),
             "OUTPUT": self.output.filePath().strip() or self.dock.output_path(self._stem(), "tif"),
         }
-        if self.year.value() != LATEST:
+        if self.years.text().strip():
+            parameters["YEARS"] = self.years.text().strip()
+            if not self.output.filePath().strip():
+                parameters["OUTPUT"] = self._free_years_output(parameters["YEARS"])
+        elif self.year.value() != LATEST:
             parameters["YEAR"] = self.year.value()
         if self.extent.isChecked():
             rect, crs = self.extent.outputExtent(), self.extent.outputCrs().authid()
@@ -98,11 +123,31 @@ class LoadPanel(QWidget):
         year = self.year.value() if self.year.value() != LATEST else "latest"
         return f"{product_id if product_id != 'auto' else 'embeddings'}_{year}"
 
+    def _free_years_output(self, years):
+        """An OUTPUT whose per-year files (<stem>_<year>.tif) are all new: the years' files never overwrite others."""
+        product_id = self.product.currentData()
+        stem = product_id if product_id != "auto" else "embeddings"  # aef -> aef_2019.tif, aef_2024.tif
+        candidates = [stem] + [f"{stem}_{number}" for number in range(2, 1000)]
+        for candidate in candidates:
+            path = self.dock.output_path(candidate, "tif")
+            if not any(os.path.exists(year_path(path, year)) for year in self._listed_years(years)):
+                return path
+        return path
+
+    @staticmethod
+    def _listed_years(text):
+        """The years of a YEARS text, or none when it is not valid (the algorithm then refuses it in one line)."""
+        try:
+            return parse_years(text)
+        except GeoEmbedError:
+            return []
+
     def load(self):
         parameters = self.parameters()
         path = parameters["OUTPUT"]
         parameters["OUTPUT"] = load_into_project(path)
-        self.dock.run("geoembed:load", parameters, lambda results: self._loaded(path))
+        several = "YEARS" in parameters  # the latest year's file is the one to show, not OUTPUT's own path
+        self.dock.run("geoembed:load", parameters, lambda results: self._loaded(results.get("OUTPUT", path) if several else path))
 
     def _loaded(self, path):
         layers = layers_with_source(path)

@@ -1,4 +1,4 @@
-"""Map tools of the dock panel: clicking examples for similarity, and labelling points or polygons."""
+"""Map tools of the dock panel: clicking examples for similarity, labelling points or polygons, marking matches."""
 
 from qgis.core import QgsGeometry, QgsPointXY
 from qgis.gui import QgsMapToolEmitPoint, QgsRubberBand
@@ -38,6 +38,16 @@ class PointLabelTool(QgsMapToolEmitPoint):
     def canvasReleaseEvent(self, event):  # noqa: N802 - QGIS API
         if event.button() == Qt.MouseButton.LeftButton:
             self.placed.emit(event.originalMapPoint())
+
+
+class ReviewTool(QgsMapToolEmitPoint):
+    """Emits clicked(point in canvas CRS) on every left click: the review list toggles the match nearest to it."""
+
+    clicked = pyqtSignal(QgsPointXY)
+
+    def canvasReleaseEvent(self, event):  # noqa: N802 - QGIS API
+        if event.button() == Qt.MouseButton.LeftButton:
+            self.clicked.emit(event.originalMapPoint())
 
 
 class PolygonLabelTool(QgsMapToolEmitPoint):

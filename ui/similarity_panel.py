@@ -1,16 +1,30 @@
-"""Similarity tab: click examples on the map, see the heatmap, mask it with a threshold, drop the best matches."""
+"""Similarity tab: click examples on the map, see the heatmap, mask it with a threshold, drop the best matches;
+review the best matches (right or wrong), retrain with them, and save the query to run it elsewhere."""
 
-from qgis.core import QgsProcessing, QgsProject
+from qgis.core import Qgis, QgsProcessing, QgsProcessingUtils, QgsProject, QgsVectorLayer
 from qgis.PyQt.QtCore import Qt
 from qgis.PyQt.QtGui import QColor
-from qgis.PyQt.QtWidgets import QFormLayout, QHBoxLayout, QLabel, QPushButton, QSlider, QSpinBox, QVBoxLayout, QWidget
+from qgis.PyQt.QtWidgets import (
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QSlider,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
 
+from ..analysis.query_file import FILE_FILTER, SUFFIX
 from ..providers.styles import apply_ramp
 from .layers import add_point, clear, layers_with_source, live, memory_layer, to_layer_crs
 from .map_tools import NEGATIVE, NEW, ExampleTool
+from .review_list import RIGHT, WRONG, ReviewList
 from .runner import load_into_project
 
 EXAMPLES, COUNTER_EXAMPLES = "GeoEmbed examples", "GeoEmbed counter-examples"
+REVIEW = "GeoEmbed review (similarity)"
 
 
 class SimilarityPanel(QWidget):
@@ -44,13 +58,20 @@ class SimilarityPanel(QWidget):
         form.addRow(self.tr("K"), self.k)
         self.clear_button = QPushButton(self.tr("Clear examples"))
         self.clear_button.clicked.connect(self.clear_examples)
+        self.review = ReviewList(dock, REVIEW)
+        self.review.retrain_requested.connect(self.retrain)
+        self.save_button = QPushButton(self.tr("Save query…"))
+        self.save_button.setToolTip(self.tr("The examples and counter-examples as vectors, to run with QUERY_FILE elsewhere"))
+        self.save_button.clicked.connect(self._ask_where_to_save)
         layout = QVBoxLayout(self)
         layout.addWidget(self.pick_button)
         layout.addWidget(hint)
         layout.addLayout(form)
         layout.addWidget(self.top_button)
         layout.addWidget(self.clear_button)
-        layout.addStretch(1)
+        layout.addWidget(QLabel(self.tr("The K best matches: mark them right or wrong, then retrain")))
+        layout.addWidget(self.review, 1)
+        layout.addWidget(self.save_button)
         self._show_threshold()
 
     # --- examples ----------------------------------------------------------------------------
@@ -114,11 +135,57 @@ class SimilarityPanel(QWidget):
     # --- heatmap -----------------------------------------------------------------------------
 
     def compute(self):
+        """The heatmap of the examples, and its K best matches in the review list."""
         path = self.dock.output_path("similarity", "tif")
         parameters = self._parameters(load_into_project(path))
-        return self.dock.run("geoembed:similarity", parameters, lambda results: self._show(path), replace=True)
+        parameters["K"] = self.k.value()
+        parameters["OUTPUT_MATCHES"] = QgsProcessingUtils.generateTempFilename("review_matches.gpkg")  # read, not shown
+        return self.dock.run("geoembed:similarity", parameters, lambda results: self._show(path, results), replace=True)
 
-    def _show(self, path):
+    def _show(self, path, results=None):
+        if results and results.get("OUTPUT_MATCHES"):
+            self._list_matches(results["OUTPUT_MATCHES"])
+        self._show_heatmap(path)
+
+    def _list_matches(self, source):
+        matches = QgsVectorLayer(source, "matches", "ogr")
+        features = sorted(matches.getFeatures(), key=lambda f: f["rank"])
+        points = [f.geometry().asPoint() for f in features]
+        self.review.set_matches(points, [f["score"] for f in features], matches.crs())
+
+    def retrain(self):
+        """The matches marked right become examples, those marked wrong counter-examples; the heatmap is recomputed."""
+        raster = self.dock.embedding_layer()
+        right, wrong = self.review.marked(RIGHT), self.review.marked(WRONG)
+        if raster is None or live(self.examples_id) is None or not (right or wrong):
+            self.dock.tell(self.tr("Mark some of the best matches right or wrong first."))
+            return None
+        examples, negatives = self._example_layers(raster.crs())
+        for layer, marked in ((examples, right), (negatives, wrong)):
+            for point, _ in marked:
+                add_point(layer, to_layer_crs(point, self.review.crs, raster))
+        return self.compute()
+
+    def _ask_where_to_save(self):
+        path, _ = QFileDialog.getSaveFileName(self, self.tr("Save the query"), "", FILE_FILTER)
+        if path:
+            self.save_query(path)
+
+    def save_query(self, path):
+        """Write the examples and counter-examples as vectors with geoembed:similarity's OUTPUT_QUERY."""
+        examples = live(self.examples_id)
+        if self.dock.embedding_layer() is None or examples is None or examples.featureCount() == 0:
+            self.dock.tell(self.tr("Pick at least one example on the map first."))
+            return None
+        if not path.endswith(SUFFIX):
+            path = path[: -len(".json")] if path.endswith(".json") else path
+            path += SUFFIX
+        parameters = self._parameters(QgsProcessing.TEMPORARY_OUTPUT)
+        parameters["OUTPUT_QUERY"] = path
+        done = lambda results: self.dock.tell(self.tr("Query saved to {}").format(path), Qgis.MessageLevel.Info)  # noqa: E731
+        return self.dock.run("geoembed:similarity", parameters, done)
+
+    def _show_heatmap(self, path):
         old = live(self.heatmap_id)
         layers = layers_with_source(path)
         if not layers:
@@ -159,3 +226,4 @@ class SimilarityPanel(QWidget):
         canvas = self.dock.canvas
         if canvas.mapTool() is self.tool:
             canvas.unsetMapTool(self.tool)
+        self.review.unload()

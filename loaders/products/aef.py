@@ -18,7 +18,7 @@ import numpy as np
 from osgeo import gdal
 
 from .. import catalog
-from ..errors import GeoEmbedError, RemoteError
+from ..errors import GeoEmbedError, RemoteError, YearNotFound
 from ..raster.gdal_io import crs_string, is_signed_byte, open_raster, read_window
 from ..raster.grid import raster_bounds
 from ..raster.planning import build_mosaic, extent_lonlat, fmt, pick_year, tiles_under, year_span
@@ -173,7 +173,7 @@ def read_index(index_file, wgs84_bounds, year=None):
     pq = pyarrow_parquet()
     years = sorted({int(y) for y in pq.read_table(index_file, columns=["year"]).column("year").to_pylist()})
     if year is not None and year not in years:
-        raise GeoEmbedError(f"The AEF index has no tiles for {year}; available years: {year_span(years)}.")
+        raise YearNotFound(f"The AEF index has no tiles for {year}; available years: {year_span(years)}.", years)
     west, south, east, north = wgs84_bounds
     wanted = ["path", "year"] + [c for c in ("crs", "utm_zone") if c in names]
     year_filter = [("year", "=", year)] if year is not None else []
@@ -396,7 +396,8 @@ def _tiles_from_index(index_location, wgs84, request, log, client):
     rows, years = read_index(local, wgs84, request.year)
     if not rows:
         when = request.year if request.year is not None else "any year"
-        raise GeoEmbedError(f"No AEF tile covers the extent {fmt(wgs84)} (lon/lat) in {when}; check EXTENT and its CRS.")
+        missing = YearNotFound if request.year is not None else GeoEmbedError  # a year the index has, but not here
+        raise missing(f"No AEF tile covers the extent {fmt(wgs84)} (lon/lat) in {when}; check EXTENT and its CRS.")
     year = int(rows[0]["year"])
     if request.year is None:
         log.info(f"YEAR not set: using {year}, the latest year with tiles here (the index has {year_span(years)}).")

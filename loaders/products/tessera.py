@@ -13,6 +13,7 @@ masks it with the landmask of the same tile when one is found under SOURCE's dat
 are still nodata), and the log warns once that water cannot be told apart without the landmasks.
 """
 
+import json
 import os
 import re
 from pathlib import Path
@@ -26,11 +27,17 @@ from ..limits import check_npy_file
 from ..raster.gdal_io import crs_string, open_raster, read_window
 from ..raster.geotiff_tile import GeoTiffTile, embedding_decoder
 from ..raster.planning import build_mosaic, extent_lonlat, fmt, pick_year, tiles_under
-from ..remote.locations import is_url
-from .geoparquet import open_parquet, pyarrow_parquet
+from ..remote import confinement
+from ..remote.cache import cached_copy
+from ..remote.locations import basename, is_url, join
+from ..remote.range_check import raster_location
+from . import tessera_versions as versions
+from .aef import mirror_client
+from .geoparquet import is_parquet, open_parquet, pyarrow_parquet
+from .tessera_remote import RemoteNpy
 
 PRODUCT = catalog.TESSERA
-BAND_NAMES = tuple(f"T{i:03d}" for i in range(128))
+BAND_NAMES = versions.band_names(versions.DEFAULT)
 EMBEDDING = re.compile(r"^grid_(-?\d+\.\d+)_(-?\d+\.\d+)\.npy$")
 EXPORT = re.compile(r"^grid_(-?\d+\.\d+)_(-?\d+\.\d+)_(\d{4})\.tiff?$")
 LANDMASK = re.compile(r"^grid_(-?\d+\.\d+)_(-?\d+\.\d+)\.tiff?$")
@@ -42,18 +49,23 @@ WHAT = "a geotessera download folder, a Source Cooperative mirror, a manifest.pa
 class TesseraTile:
     """Tile protocol (see mosaic.py) over memory-mapped .npy arrays georeferenced by the landmask."""
 
-    def __init__(self, embedding_path, scales_path, landmask_path, year):
+    def __init__(self, embedding_path, scales_path, landmask_path, year, dims=versions.DIMS, arrays=None, landmask=None):
+        """arrays: (embedding, scales) already opened (e.g. RemoteNpy over http); landmask: the GDAL path to open
+        instead of landmask_path (e.g. /vsicurl/...). dims: read only the first dims dimensions (a v2 prefix)."""
         self.location = embedding_path
         self.year = year
-        name = os.path.basename(embedding_path)
-        self._landmask = open_raster(landmask_path)
-        self.landmask_path = landmask_path
+        self.dims = dims
+        name = basename(embedding_path)
+        self._landmask = open_raster(landmask or landmask_path)
+        self.landmask_path = landmask or landmask_path
         self.crs = crs_string(self._landmask)
         self.geotransform = tuple(self._landmask.GetGeoTransform())
         self.width, self.height = self._landmask.RasterXSize, self._landmask.RasterYSize
         try:
-            self._embedding = np.load(embedding_path, mmap_mode="r")
-            self._scales = np.load(scales_path, mmap_mode="r")
+            self._embedding, self._scales = arrays or (
+                np.load(embedding_path, mmap_mode="r"),
+                np.load(scales_path, mmap_mode="r"),
+            )
         except (OSError, ValueError) as exc:
             raise GeoEmbedError(f"Cannot read Tessera tile {name}: {exc}.") from exc
         if self._embedding.dtype != np.int8 or self._embedding.ndim != 3:
@@ -64,7 +76,7 @@ class TesseraTile:
         if self._embedding.shape[:2] != (self.height, self.width) or self._scales.shape[:2] != (self.height, self.width):
             raise GeoEmbedError(
                 f"{name} is {self._embedding.shape[:2]} pixels and its scales {self._scales.shape[:2]}, but the landmask "
-                f"{os.path.basename(landmask_path)} is {(self.height, self.width)}; the files belong to different versions."
+                f"{basename(landmask_path)} is {(self.height, self.width)}; the files belong to different versions."
             )
 
     @property
@@ -73,10 +85,11 @@ class TesseraTile:
         return (c, f + e * self.height, c + a * self.width, f)
 
     def read(self, col, row, width, height):
-        codes = np.asarray(self._embedding[row : row + height, col : col + width, :])
+        codes = np.asarray(self._embedding[row : row + height, col : col + width, : self.dims])
         scales = np.asarray(self._scales[row : row + height, col : col + width], dtype=np.float32)
         land = read_window(self._landmask, self.landmask_path, col, row, width, height)[0]
         if scales.ndim == 3:  # geotessera also allows one scale per band
+            scales = scales[:, :, : self.dims]
             values = codes.astype(np.float32) * scales
             scale_ok = np.isfinite(scales).all(axis=2) & (scales != 0).any(axis=2)
         else:
@@ -85,6 +98,8 @@ class TesseraTile:
         return np.ascontiguousarray(values.transpose(2, 0, 1)), scale_ok & (land != 0)
 
     def close(self):
+        for array in (self._embedding, self._scales):
+            getattr(array, "close", lambda: None)()  # RemoteNpy: its connections; a memory map closes when dropped
         self._embedding = self._scales = self._landmask = None
 
 
@@ -102,8 +117,11 @@ class ExportTile(GeoTiffTile):
                 "the files belong to different versions."
             )
 
+    dims = versions.DIMS
+
     def read(self, col, row, width, height):
         values, valid = super().read(col, row, width, height)
+        values = values[: self.dims]
         if self._landmask is not None:
             valid = valid & (read_window(self._landmask, self.landmask_path, col, row, width, height)[0] != 0)
         return values, valid
@@ -113,13 +131,14 @@ class ExportTile(GeoTiffTile):
         self._landmask = None
 
 
-def _export_tile(path, landmasks):
+def _export_tile(path, landmasks, dims=versions.DIMS):
     dataset = open_raster(path)
     if dataset.RasterCount != 128 or dataset.GetRasterBand(1).DataType != gdal.GDT_Float32:
         raise GeoEmbedError(f"{os.path.basename(path)} is not a Tessera export: expected 128 Float32 bands.")
     match = EXPORT.match(os.path.basename(path))
     tile = ExportTile(path, dataset, landmasks.get(f"grid_{match.group(1)}_{match.group(2)}"))
     tile.year = int(match.group(3))
+    tile.dims = dims
     return tile
 
 
@@ -138,7 +157,7 @@ def _scan(root):
     return embeddings, exports, landmasks
 
 
-def _open_npy_tile(embedding_path, landmasks):
+def _open_npy_tile(embedding_path, landmasks, dims=versions.DIMS):
     stem = os.path.basename(embedding_path)[: -len(".npy")]
     # The headers first: a shape, dtype or size no Tessera tile has is refused before anything is mapped or read.
     check_npy_file(embedding_path, ndim=3, dtypes=(np.int8,))
@@ -152,7 +171,7 @@ def _open_npy_tile(embedding_path, landmasks):
             f"Tessera tile {stem} has no landmask {stem}.tiff (its only georeference); add the landmasks folder to SOURCE."
         )
     match = YEAR_DIR.search(embedding_path.replace("\\", "/"))
-    return TesseraTile(embedding_path, scales, landmask, int(match.group(1)) if match else None)
+    return TesseraTile(embedding_path, scales, landmask, int(match.group(1)) if match else None, dims)
 
 
 def recognise_source(source):
@@ -185,32 +204,21 @@ def _is_manifest(path):
 
 def plan(request, log, client=None):
     source = request.source
-    if not source:
-        raise GeoEmbedError(f"SOURCE is required for Tessera; give {WHAT}.")
-    if is_url(source):
-        raise GeoEmbedError("Tessera is read from local files; download tiles with geotessera and give their folder as SOURCE.")
-    if not os.path.exists(source):
-        raise GeoEmbedError(f"SOURCE {source} does not exist; give {WHAT}.")
+    if not source:  # PRODUCT=tessera names its public location; no other host is ever contacted unasked
+        source = PRODUCT.public_location.rstrip("/")
+        log.info(f"No SOURCE given: reading Tessera from its public location, {source}.")
+    requested = versions.version(request.version)
+    if requested is not None:
+        versions.check_dimensions(requested, request.dimensions)  # refused before anything is read
     wgs84 = extent_lonlat(request)
-    if source.endswith(".parquet"):
-        tiles = _tiles_from_manifest(source, wgs84, request, log)
+    if is_url(source):
+        tiles, found = _tiles_from_mirror(source, wgs84, request, requested, log, client)
+    elif not os.path.exists(source):
+        raise GeoEmbedError(f"SOURCE {source} does not exist; give {WHAT}.")
+    elif source.endswith(".parquet"):
+        tiles, found = _tiles_from_manifest(source, wgs84, request, requested, log)
     else:
-        if os.path.isfile(source):
-            embeddings = [source] if EMBEDDING.match(os.path.basename(source)) else []
-            exports = [source] if EXPORT.match(os.path.basename(source)) else []
-            if not embeddings and not exports:
-                raise GeoEmbedError(f"{os.path.basename(source)} is not a Tessera tile: expected grid_{{lon}}_{{lat}}.npy.")
-        else:
-            embeddings, exports, _ = _scan(source)
-        if not embeddings and not exports:
-            raise GeoEmbedError(f"No Tessera tiles (grid_{{lon}}_{{lat}}.npy or exports) under {source}.")
-        # Open only the tiles whose 0.1-degree cell (named by its centre) can meet the extent.
-        embeddings, exports = _near(embeddings, wgs84), _near(exports, wgs84)
-        if not embeddings and not exports:
-            raise GeoEmbedError(f"No Tessera tile covers the extent {fmt(wgs84)} (lon/lat); check EXTENT and its CRS.")
-        # Landmasks live beside the embeddings' folder tree (download and Source Cooperative layouts).
-        landmasks = _scan(_dataset_root(source))[2]
-        tiles = [_open_npy_tile(path, landmasks) for path in embeddings] + [_export_tile(path, landmasks) for path in exports]
+        tiles, found = _tiles_from_folder(source, wgs84, request, requested)
     tiles = tiles_under(tiles, wgs84, "Tessera")
     tiles, year = pick_year(tiles, request, log, "Tessera")
     unmasked = [tile for tile in tiles if isinstance(tile, ExportTile) and tile.landmask_path is None]
@@ -220,20 +228,77 @@ def plan(request, log, client=None):
             f"{', ...' if len(unmasked) > 1 else ''}): water cannot be told apart from land without the landmasks, so "
             "it is kept; put the landmasks folder (global_0.1_degree_tiff_all/ or landmasks/) under SOURCE to make it nodata."
         )
-    return build_mosaic(
-        tiles,
-        request,
-        wgs84,
-        PRODUCT,
-        BAND_NAMES,
-        year,
-        log,
-        utm_default=True,
-        notes=[
-            "int8 embeddings multiplied by their per-pixel scales (GeoTIFF exports: float32 as stored); water (landmask 0) "
-            "and missing scales are nodata."
-        ],
-    )
+    dims = tiles[0].dims if tiles else versions.DIMS
+    notes = [
+        "int8 embeddings multiplied by their per-pixel scales (GeoTIFF exports: float32 as stored); water (landmask 0) "
+        "and missing scales are nodata.",
+        f"Tessera dataset {found.name} (npy/{found.dataset_dir}, landmasks/{found.version_path}).",
+    ]
+    if dims < versions.DIMS:
+        notes.append(f"Only the first {dims} of the 128 Matryoshka-ordered dimensions (a fast preview).")
+    mosaic = build_mosaic(tiles, request, wgs84, PRODUCT, versions.band_names(found, dims), year, log, True, notes)
+    mosaic.provenance.product_version = found.name
+    return mosaic
+
+
+def _tiles_from_folder(source, wgs84, request, requested):
+    if os.path.isfile(source):
+        embeddings = [source] if EMBEDDING.match(os.path.basename(source)) else []
+        exports = [source] if EXPORT.match(os.path.basename(source)) else []
+        if not embeddings and not exports:
+            raise GeoEmbedError(f"{os.path.basename(source)} is not a Tessera tile: expected grid_{{lon}}_{{lat}}.npy.")
+    else:
+        embeddings, exports, _ = _scan(source)
+    if not embeddings and not exports:
+        raise GeoEmbedError(f"No Tessera tiles (grid_{{lon}}_{{lat}}.npy or exports) under {source}.")
+    root = _dataset_root(source)
+    version_of = _version_namer(root)
+    found = versions.pick({version_of(path) for path in embeddings + exports}, requested, f"SOURCE {basename(source)}")
+    dims = versions.check_dimensions(found, request.dimensions)
+    embeddings = [path for path in embeddings if version_of(path) == found]
+    exports = [path for path in exports if version_of(path) == found]
+    # Open only the tiles whose 0.1-degree cell (named by its centre) can meet the extent.
+    embeddings, exports = _near(embeddings, wgs84), _near(exports, wgs84)
+    if not embeddings and not exports:
+        raise GeoEmbedError(f"No Tessera tile covers the extent {fmt(wgs84)} (lon/lat); check EXTENT and its CRS.")
+    # Landmasks live beside the embeddings' folder tree (download and Source Cooperative layouts), one set per version.
+    landmasks = _landmasks(root, lambda path: version_of(path) == found)
+    tiles = [_open_npy_tile(path, landmasks, dims) for path in embeddings]
+    return tiles + [_export_tile(path, landmasks, dims) for path in exports], found
+
+
+def _version_namer(root):
+    """path -> Version: the npy/{dataset_dir}/ or landmasks/{version_path}/ folder it is in, else the version the
+    folder's tessera_metadata.json (geotessera download) records, else v1 (what every older download holds)."""
+    default = _metadata_version(root) or versions.DEFAULT
+
+    def version_of(path):
+        try:
+            relative = os.path.relpath(path, root)
+        except ValueError:  # another drive
+            relative = path
+        return versions.of_path(relative) or default
+
+    return version_of
+
+
+def _metadata_version(root):
+    path = os.path.join(root, "tessera_metadata.json")
+    try:
+        with open(path, encoding="utf-8") as handle:
+            recorded = json.load(handle).get("dataset_version")
+        return versions.version(recorded)
+    except (OSError, ValueError, AttributeError, GeoEmbedError):
+        return None
+
+
+def _landmasks(root, keep):
+    """{landmask name: path} of the landmask GeoTIFFs under root that keep(path) accepts."""
+    landmasks = {}
+    for path in sorted(Path(root).rglob("grid_*")):
+        if path.is_file() and LANDMASK.match(path.name) and not EXPORT.match(path.name) and keep(str(path)):
+            landmasks.setdefault(path.name.rsplit(".", 1)[0], str(path))
+    return landmasks
 
 
 def _dataset_root(path):
@@ -264,13 +329,19 @@ def _near(paths, wgs84):
     return kept
 
 
-def _tiles_from_manifest(manifest, wgs84, request, log):
+# --- manifests (local or over http) ----------------------------------------------------------
+
+
+def manifest_rows(manifest, name, wgs84, year, requested, log, marked=None):
+    """(rows, Version, year) of the manifest's tiles whose cell can meet wgs84, of one version and one year (the
+    latest when year is None; all years when year is "all"). manifest: a local path; name: where it came from; marked:
+    the version its location names (npy/{dataset_dir}/manifest.parquet)."""
     if wgs84 is None:
         raise GeoEmbedError("EXTENT is required with a Tessera manifest; set EXTENT (e.g. the map canvas).")
     names = open_parquet(manifest).schema_arrow.names
     missing = [c for c in ("lon", "lat", "year", "grid_size") if c not in names]
     if missing:
-        raise GeoEmbedError(f"{os.path.basename(manifest)} is not a Tessera manifest: it lacks {', '.join(missing)}.")
+        raise GeoEmbedError(f"{basename(name)} is not a Tessera manifest: it lacks {', '.join(missing)}.")
     west, south, east, north = wgs84
     filters = [
         ("lon", ">=", west - HALF_CELL_DEG),
@@ -279,28 +350,110 @@ def _tiles_from_manifest(manifest, wgs84, request, log):
         ("lat", "<=", north + HALF_CELL_DEG),
         ("grid_size", ">", 0),
     ]
-    if request.year is not None:
-        filters.append(("year", "=", request.year))
-    columns = [c for c in ("lon", "lat", "year", "grid_path") if c in names]
+    if year not in (None, "all"):
+        filters.append(("year", "=", year))
+    columns = [c for c in ("lon", "lat", "year", "version", "grid_size", "scales_size") if c in names]
     rows = pyarrow_parquet().read_table(manifest, columns=columns, filters=filters).to_pylist()
-    if not rows:
-        when = request.year if request.year is not None else "any year"
-        raise GeoEmbedError(f"The Tessera manifest lists no tile for the extent {fmt(wgs84)} in {when}; check EXTENT and YEAR.")
-    root = _dataset_root(manifest)
-    _, _, landmasks = _scan(os.path.join(root, "landmasks")) if os.path.isdir(os.path.join(root, "landmasks")) else _scan(root)
-    npy_dir = os.path.dirname(os.path.abspath(manifest))
-    tiles, seen = [], set()
     for row in rows:
-        key = (row["year"], round(row["lon"] * 100), round(row["lat"] * 100))
-        if key in seen:  # the manifest may repeat a tile
-            continue
-        seen.add(key)
-        stem = f"grid_{row['lon']:.2f}_{row['lat']:.2f}"
-        path = os.path.join(npy_dir, str(row["year"]), stem, f"{stem}.npy")
+        row["tessera_version"] = _row_version(row.get("version")) or marked
+    found = versions.pick({marked, *(row["tessera_version"] for row in rows)}, requested, f"the manifest {basename(name)}")
+    rows = [row for row in rows if row["tessera_version"] in (None, found)]
+    if not rows:
+        when = year if year not in (None, "all") else "any year"
+        raise GeoEmbedError(
+            f"The Tessera {found.name} manifest lists no tile for the extent {fmt(wgs84)} in {when}; check EXTENT and YEAR."
+        )
+    years = sorted({int(row["year"]) for row in rows})
+    if year is None:
+        year = years[-1]
+        if len(years) > 1:
+            listed = ", ".join(map(str, years))
+            log.info(f"YEAR not set: using {year}, the latest of the years the manifest lists here ({listed}).")
+    unique = {}
+    for row in rows:  # the manifest may repeat a tile
+        if year == "all" or int(row["year"]) == year:
+            unique.setdefault((int(row["year"]), round(row["lon"] * 100), round(row["lat"] * 100)), row)
+    return [unique[key] for key in sorted(unique)], found, year
+
+
+def _row_version(number):
+    try:
+        return versions.version(number) if number else None
+    except GeoEmbedError:
+        return None
+
+
+def tile_stem(row):
+    return f"grid_{row['lon']:.2f}_{row['lat']:.2f}"
+
+
+def _tiles_from_manifest(manifest, wgs84, request, requested, log):
+    marked = versions.of_path(os.path.abspath(manifest))
+    rows, found, _ = manifest_rows(manifest, manifest, wgs84, request.year, requested, log, marked)
+    dims = versions.check_dimensions(found, request.dimensions)
+    root = _dataset_root(manifest)
+    version_folder = os.path.join(root, "landmasks", found.version_path)
+    if os.path.isdir(version_folder):
+        landmasks = _landmasks(version_folder, lambda path: True)
+    else:
+        version_of = _version_namer(root)
+        landmasks = _landmasks(root, lambda path: version_of(path) == found)
+    tiles = []
+    for row in rows:
+        stem = tile_stem(row)
+        path = confinement.resolve(manifest, f"{row['year']}/{stem}/{stem}.npy", allow_outside=request.allow_paths_outside_mirror)
         if not os.path.exists(path):
             log.warning(f"Tessera tile {stem} ({row['year']}) is in the manifest but not in the mirror; its area stays nodata.")
             continue
-        tiles.append(_open_npy_tile(path, landmasks))
+        tiles.append(_open_npy_tile(path, landmasks, dims))
     if not tiles:
         raise GeoEmbedError("None of the Tessera tiles the manifest lists for the extent are in the mirror; download them.")
-    return tiles
+    return tiles, found
+
+
+def mirror_manifest(source, requested, client, cache_dir, log):
+    """(root URL, manifest URL, local copy, Version named by the URL) of an http(s) Tessera root or manifest URL."""
+    if source.lower().split("?", 1)[0].endswith(".parquet"):
+        position = source.find("/npy/")
+        if position < 0:
+            raise GeoEmbedError(
+                f"{basename(source)} is not at npy/{{dataset}}/manifest.parquet; give the Tessera root URL (the folder "
+                "holding npy/ and landmasks/) as SOURCE."
+            )
+        root, manifest_url = source[:position], source
+    else:
+        root = source.rstrip("/")
+        manifest_url = join(root, "npy", (requested or versions.DEFAULT).dataset_dir, "manifest.parquet")
+    local = cached_copy(manifest_url, _is_manifest_file, client=client, cache_dir=cache_dir, log=log)
+    return root, manifest_url, str(local), versions.of_path(manifest_url[len(root) :])
+
+
+def _is_manifest_file(path):
+    return is_parquet(path) and _is_manifest(str(path))
+
+
+def _tiles_from_mirror(source, wgs84, request, requested, log, client):
+    """Tiles of an http(s) mirror: its manifest (cached), each tile's rows by Range requests, its landmask by GDAL's
+    range reads (or a cached copy). Every path is built from the manifest's lon/lat/year under the manifest's own
+    folder and checked to stay there (confinement.py)."""
+    allow_outside = request.allow_paths_outside_mirror
+    client = mirror_client(client, allow_outside)
+    root, manifest_url, local, marked = mirror_manifest(source, requested, client, request.cache_dir, log)
+    rows, found, _ = manifest_rows(local, manifest_url, wgs84, request.year, requested, log, marked)
+    dims = versions.check_dimensions(found, request.dimensions)
+    tiles = []
+    for row in rows:
+        stem = tile_stem(row)
+        relative = f"{row['year']}/{stem}/{stem}"
+        grid_url = confinement.resolve(manifest_url, f"{relative}.npy", allow_outside=allow_outside)
+        scales_url = confinement.resolve(manifest_url, f"{relative}_scales.npy", allow_outside=allow_outside)
+        mask_url = join(root, "landmasks", found.version_path, f"{stem}.tiff")
+        arrays = (
+            RemoteNpy(grid_url, client, row.get("grid_size"), ndim=3, dtypes=(np.int8,)),
+            RemoteNpy(scales_url, client, row.get("scales_size"), dtypes=(np.float32, np.float64, np.float16)),
+        )
+        landmask = raster_location(mask_url, client, request.cache_dir, log)
+        tile = TesseraTile(grid_url, scales_url, mask_url, int(row["year"]), dims, arrays, landmask)
+        tiles.append(tile)
+    log.info(f"Reading {len(tiles)} Tessera {found.name} tile(s) from {root} with HTTP Range requests.")
+    return tiles, found

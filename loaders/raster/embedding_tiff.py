@@ -38,6 +38,7 @@ class EmbeddingTiff(EmbeddingRaster):
             dequantization=meta.get("GEOEMBED_DEQUANTIZATION", ""),
             licence=meta.get("GEOEMBED_LICENCE", ""),
             attribution=meta.get("GEOEMBED_ATTRIBUTION", ""),
+            product_version=meta.get("GEOEMBED_PRODUCT_VERSION", ""),
         )
 
     def _block(self, values):

@@ -15,7 +15,7 @@ import math
 import os
 import re
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 
 import numpy as np
 from osgeo import gdal, osr
@@ -142,7 +142,8 @@ def open_raster(location, client=None):
     for attempt in range(OPEN_RETRIES + 1 if _remote(path) else 1):
         if attempt:
             _before_retry(path, attempt)
-        with remote_options():
+        # Remote options only for URLs: locally, EMPTY_DIR would hide the .aux.xml sidecar (class names, statistics).
+        with remote_options() if _remote(path) else nullcontext():
             dataset, messages = gdal_call(gdal.OpenEx, path, OPEN_FLAGS, http_warnings=True)
         if dataset is not None:
             check_header(dataset, location)

@@ -12,7 +12,7 @@ read(col, row, width, height) -> (float32 values (bands, rows, cols), bool valid
 import numpy as np
 
 from ..model import NODATA, EmbeddingBlock, EmbeddingRaster
-from .grid import boxes_overlap, footprint_in, invert_geotransform, same_crs, transformer
+from .grid import Window, boxes_overlap, footprint_in, invert_geotransform, same_crs, transformer
 
 
 class TileMosaic(EmbeddingRaster):
@@ -138,6 +138,29 @@ class TileMosaic(EmbeddingRaster):
         target_rows, target_cols = target_rows[ok], target_cols[ok]
         values[:, target_rows, target_cols] = decoded[:, ok]
         valid[target_rows, target_cols] = True
+
+
+class RasterTile:
+    """An EmbeddingRaster seen as one mosaic tile, so that a TileMosaic can put it onto another grid."""
+
+    def __init__(self, raster):
+        self.raster = raster
+        self.crs, self.geotransform = raster.grid.crs, raster.grid.geotransform
+        self.width, self.height, self.bounds = raster.grid.width, raster.grid.height, raster.grid.bounds
+
+    def read(self, col, row, width, height):
+        block = self.raster.read(Window(int(col), int(row), int(width), int(height)))
+        return block.values, block.valid
+
+    def close(self):
+        self.raster.close()
+
+
+def onto_grid(raster, grid):
+    """The raster itself when it is on grid, else its nearest-neighbour resampling onto grid (nodata outside it)."""
+    if raster.grid == grid:
+        return raster
+    return TileMosaic([RasterTile(raster)], grid, raster.band_names, raster.provenance)
 
 
 def _as_slice(indices):

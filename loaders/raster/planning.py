@@ -1,6 +1,6 @@
 """Shared planning for pixel products: which tiles, which year, which output grid, one mosaic."""
 
-from ..errors import GeoEmbedError
+from ..errors import GeoEmbedError, YearNotFound
 from ..model import Provenance
 from .grid import boxes_overlap, footprint_in, grid_from_bounds, metres_to_crs_units, same_crs, transform_bounds, utm_crs_for
 from .mosaic import TileMosaic
@@ -33,7 +33,7 @@ def pick_year(tiles, request, log, label):
     if year is not None:
         tiles = [tile for tile in tiles if tile.year in (year, None)]
         if not tiles:
-            raise GeoEmbedError(f"No {label} tiles for {year} here; years found: {year_span(years)}.")
+            raise YearNotFound(f"No {label} tiles for {year} here; years found: {year_span(years)}.", years)
     elif years:
         year = years[0]
     return tiles, year
@@ -43,8 +43,10 @@ def target_grid(tiles, request, wgs84, native_m, utm_default):
     """The output grid: CRS, pixel size and extent from the request, else from the product's conventions.
 
     utm_default: products spread over many UTM zones (AEF, Tessera) default to the UTM zone of the
-    extent's centre; others keep their files' own CRS.
+    extent's centre; others keep their files' own CRS. A request with a grid (several years on one grid) gets it.
     """
+    if getattr(request, "grid", None) is not None:
+        return request.grid
     common = tiles[0].crs if all(same_crs(tile.crs, tiles[0].crs) for tile in tiles) else None
     if request.crs:
         crs = request.crs
@@ -87,6 +89,8 @@ def build_mosaic(tiles, request, wgs84, product, band_names, year, log, utm_defa
     """A TileMosaic of the tiles that meet the output grid, with provenance, and a line in the log."""
     grid = target_grid(tiles, request, wgs84, product.resolution_m, utm_default)
     tiles = [tile for tile in tiles if boxes_overlap(footprint_in(tile, grid.crs), grid.bounds)]
+    if not tiles and getattr(request, "grid", None) is not None:
+        raise YearNotFound(f"No {product.name} tile of {year} covers the grid of the other years.")
     if not tiles:
         raise GeoEmbedError(f"No {product.name} tile covers the extent {fmt(request.extent)}; check EXTENT and its CRS.")
     # Tiles already in the output CRS first (copied exactly), then by name: a deterministic seam rule.

@@ -101,6 +101,8 @@ def provenance_metadata(provenance):
     }
     if provenance.year is not None:
         meta["GEOEMBED_YEAR"] = str(provenance.year)
+    if getattr(provenance, "product_version", ""):
+        meta["GEOEMBED_PRODUCT_VERSION"] = provenance.product_version  # GEOEMBED_VERSION is GeoEmbed's own version
     if provenance.notes:
         meta["GEOEMBED_NOTES"] = " ".join(provenance.notes)
     return meta

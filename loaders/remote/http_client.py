@@ -161,6 +161,30 @@ class HttpClient:
             length = response.headers.get("Content-Length")
             return RangeInfo(url, int(length) if length and length.isdigit() else None, False, etag)
 
+    def read_range(self, url, start, length):
+        """(bytes, total size) of `length` bytes from `start` with one Range request; a short body is retried like a
+        download, and a server that ignores Range (200) is refused in one line, never read whole."""
+        return self._retrying(url, lambda: self._range_once(url, start, length))
+
+    def _range_once(self, url, start, length):
+        headers = {"Range": f"bytes={start}-{start + length - 1}", "Accept-Encoding": "identity"}
+        response = self._send("GET", url, headers, stream=True)
+        with response:
+            check_status(response, url)
+            if response.status_code != 206:
+                raise RemoteError(f"The server of {url} ignores HTTP Range requests; use a server that supports them.")
+            total = response.headers.get("Content-Range", "").rpartition("/")[2]
+            declared = _int_header(response, "Content-Length")
+            if declared is not None and declared != length:  # a range past the end, or a server that lies
+                raise _Transient(f"{declared} bytes announced for a range of {length}", "short")
+            try:
+                data = response.raw.read(length + 1, decode_content=False)
+            except Exception as exc:  # noqa: BLE001 - urllib3 and http.client errors of a body cut short
+                raise _Transient(f"connection dropped mid-range ({_first_line(exc)})", "short") from exc
+            if len(data) != length:
+                raise _Transient(f"{len(data)} of {length} bytes of a range", "short")
+            return data, int(total) if total.isdigit() else None
+
     def download(self, url, dest, headers=None, check=None, max_size=None):
         """Stream url into dest atomically (unique temp name beside dest, then os.replace).
 

@@ -403,6 +403,56 @@ BAD_INPUTS = [
     # geoembed:intrinsicdim
     ("intrinsicdim", "NaN everywhere", lambda i, o: {"INPUT": i.nan_tif(), "OUTPUT": o / "i.csv"}, ["valid"]),
     ("intrinsicdim", "not a TIFF", lambda i, o: {"INPUT": i.garbage_tif(), "OUTPUT": o / "i.csv"}, ["garbage"]),
+    # geoembed:zonal
+    (
+        "zonal",
+        "points as ZONES",
+        lambda i, o: {"INPUT": i.raster(), "ZONES": i.points("inside"), "OUTPUT": o / "z.gpkg"},
+        ["ZONES", "polygon"],
+    ),
+    ("zonal", "missing INPUT", lambda i, o: {"INPUT": i.missing(), "ZONES": i.bow_tie(), "OUTPUT": o / "z.gpkg"}, ["exist"]),
+    # geoembed:detect
+    (
+        "detect",
+        "embeddings, not a score",
+        lambda i, o: {"INPUT": i.raster(), "THRESHOLD": 0.5, "OUTPUT": o / "d.gpkg"},
+        ["similarity"],
+    ),
+    ("detect", "not a TIFF", lambda i, o: {"INPUT": i.garbage_tif(), "THRESHOLD": 0.5, "OUTPUT": o / "d.gpkg"}, ["garbage"]),
+    # geoembed:regress
+    (
+        "regress",
+        "text field",
+        lambda i, o: {"INPUT": i.raster(), "TRAINING": i.labels("a", "b"), "FIELD": "class", "OUTPUT": o / "v.tif"},
+        ["FIELD", "numeric"],
+    ),
+    (
+        "regress",
+        "a pickle as MODEL",
+        lambda i, o: {"INPUT": i.raster(), "MODEL": i.garbage_model(), "OUTPUT": o / "v.tif"},
+        ["pickle"],
+    ),
+    # geoembed:transitions
+    (
+        "transitions",
+        "an embedding as class map",
+        lambda i, o: {"INPUT": i.raster(), "INPUT_2": i.raster(), "OUTPUT": o / "t.tif"},
+        ["class map"],
+    ),
+    (
+        "transitions",
+        "not a TIFF",
+        lambda i, o: {"INPUT": i.garbage_tif(), "INPUT_2": i.garbage_tif(), "OUTPUT": o / "t.tif"},
+        ["garbage"],
+    ),
+    # geoembed:trajectory
+    ("trajectory", "one year", lambda i, o: {"INPUT": [i.raster()], "OUTPUT": o / "t.tif"}, ["two"]),
+    (
+        "trajectory",
+        "other bands",
+        lambda i, o: {"INPUT": [i.raster(), i.eight_band_tif()], "OUTPUT": o / "t.tif"},
+        ["bands"],
+    ),
 ]
 
 
@@ -410,11 +460,18 @@ BAD_INPUTS = [
 def test_bad_input_gets_one_line_and_leaves_nothing(inputs, tmp_path, algorithm, case, build, words):
     out = tmp_path / "out"
     out.mkdir()
-    parameters = {key: str(value) if hasattr(value, "suffix") else value for key, value in build(inputs, out).items()}
+    parameters = {key: _as_parameter(value) for key, value in build(inputs, out).items()}
     leftover_scratch = set(inputs.scratch.iterdir())
     assert_refused(algorithm, parameters, words, out, case)
     assert set(inputs.scratch.iterdir()) == leftover_scratch  # inputs are never modified or added to
     shutil.rmtree(inputs.scratch)
+
+
+def _as_parameter(value):
+    """Paths as strings, in lists too (multiple-layer inputs), as processing.run takes them."""
+    if isinstance(value, list):
+        return [_as_parameter(item) for item in value]
+    return str(value) if hasattr(value, "suffix") else value
 
 
 def test_the_table_covers_every_algorithm():

@@ -74,13 +74,18 @@ def test_initprocessing_registers_the_provider_and_its_algorithm():
         "geoembed:classify",
         "geoembed:cluster",
         "geoembed:compare",
+        "geoembed:detect",
         "geoembed:intrinsicdim",
         "geoembed:load",
         "geoembed:pca",
+        "geoembed:regress",
         "geoembed:resample",
         "geoembed:sample",
         "geoembed:similarity",
         "geoembed:train",
+        "geoembed:trajectory",
+        "geoembed:transitions",
+        "geoembed:zonal",
     ]
     algorithm = registry.algorithmById("geoembed:load")
     assert algorithm is not None and algorithm.provider().id() == PROVIDER_ID

@@ -2,13 +2,17 @@
 
 Each algorithm runs as it does from the toolbox or the GeoEmbed panel: a QgsProcessingAlgRunnerTask in the task
 manager, cancelled through its feedback. The input is a raw AlphaEarth tile of SIZE x SIZE pixels (64 int8 bands,
-south-up), big enough that no algorithm is finished when Cancel is pressed.
+south-up), big enough that no algorithm is finished when Cancel is pressed; beside it the same tile a year earlier
+(trajectory), a score raster and two class maps of twice its side (detect and transitions read one band: they need
+more pixels to be still running when Cancel comes) and one polygon covering the tile (zonal).
 """
 
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+from osgeo import gdal, ogr, osr
 from qgis.core import (
     QgsApplication,
     QgsFeature,
@@ -25,26 +29,122 @@ from qgis.PyQt.QtCore import QCoreApplication
 from tests.fixtures.aef import TileSpec, sample_specs, write_tile
 
 SIZE = 1536
-ALGORITHMS = ["load", "similarity", "train", "classify", "resample", "pca", "cluster", "change", "intrinsicdim"]
+SINGLE_BAND_SIZE = 2 * SIZE
+ALGORITHMS = [
+    "load",
+    "zonal",
+    "similarity",
+    "detect",
+    "train",
+    "classify",
+    "regress",
+    "resample",
+    "pca",
+    "cluster",
+    "change",
+    "trajectory",
+    "transitions",
+    "intrinsicdim",
+]
+EARLIER_YEAR = 2023
 
 
 def write_big_tile(folder, size=SIZE):
-    """(spec, path) of a raw AEF tile of size x size pixels placed like the fixture mirror's 2024 31N tile."""
+    """(spec, path) of a raw AEF tile of size x size pixels placed like the fixture mirror's 2024 31N tile, with
+    its companions beside it (earlier_tile, score_raster, zones_file)."""
     base = next(s for s in sample_specs() if s.year == 2024 and s.zone == "31N" and s.nodata_boxes)
     spec = TileSpec(2024, "31N", base.west, base.south, size, size, nodata_boxes=[(100, 200, 100, 300)])
-    return spec, Path(write_tile(Path(folder) / "v1" / "annual", spec))
+    tile = Path(write_tile(Path(folder) / "v1" / "annual", spec))
+    earlier = TileSpec(EARLIER_YEAR, spec.zone, spec.west, spec.south, size, size, nodata_boxes=spec.nodata_boxes)
+    write_tile(Path(folder) / "v1" / "annual", earlier)
+    _write_score_raster(spec, score_raster(tile))
+    for shift, path in enumerate(class_maps(tile)):
+        _write_class_map(spec, path, shift)
+    _write_zones(spec, zones_file(tile))
+    return spec, tile
+
+
+def earlier_tile(tile):
+    """The tile of EARLIER_YEAR at the same place (written by write_big_tile)."""
+    annual = Path(tile).parents[2]
+    return next((annual / str(EARLIER_YEAR)).rglob("*.tiff"))
+
+
+def score_raster(tile):
+    return Path(tile).parents[3] / "score.tif"
+
+
+def class_maps(tile):
+    """(before, after) class maps (see _north_up)."""
+    return Path(tile).parents[3] / "classes_before.tif", Path(tile).parents[3] / "classes_after.tif"
+
+
+def zones_file(tile):
+    return Path(tile).parents[3] / "zones.gpkg"
+
+
+def _write_score_raster(spec, path):
+    """A north-up Float32 score raster: blobs of scores around 0.5 (many objects for detect)."""
+    rows, cols = np.mgrid[0:SINGLE_BAND_SIZE, 0:SINGLE_BAND_SIZE]
+    scores = (0.5 + 0.25 * np.sin(rows / 37.0) + 0.25 * np.cos(cols / 53.0)).astype(np.float32)
+    dataset = _north_up(spec, path, gdal.GDT_Float32)
+    dataset.GetRasterBand(1).WriteArray(scores)
+    dataset = None
+
+
+def _write_class_map(spec, path, shift):
+    """Byte classes 1..4 in stripes (0 = nodata), named as geoembed:classify names them; `shift` moves the stripes."""
+    rows, cols = np.mgrid[0:SINGLE_BAND_SIZE, 0:SINGLE_BAND_SIZE]
+    classes = (1 + ((rows + cols + 97 * shift) // 211) % 4).astype(np.uint8)
+    dataset = _north_up(spec, path, gdal.GDT_Byte)
+    dataset.SetMetadataItem("GEOEMBED_CLASSES", "a|b|c|d")
+    band = dataset.GetRasterBand(1)
+    band.SetNoDataValue(0)
+    band.WriteArray(classes)
+    dataset = None
+
+
+def _north_up(spec, path, data_type):
+    """A one-band north-up GeoTIFF of SINGLE_BAND_SIZE pixels a side, its north-west corner at the tile's."""
+    size = SINGLE_BAND_SIZE
+    dataset = gdal.GetDriverByName("GTiff").Create(str(path), size, size, 1, data_type, ["TILED=YES"])
+    dataset.SetGeoTransform((spec.west, 10.0, 0.0, spec.south + 10.0 * spec.height, 0.0, -10.0))
+    dataset.SetProjection(_srs(spec).ExportToWkt())
+    return dataset
+
+
+def _write_zones(spec, path):
+    """One polygon covering the whole tile, in its CRS."""
+    source = ogr.GetDriverByName("GPKG").CreateDataSource(str(path))
+    layer = source.CreateLayer("zones", _srs(spec), ogr.wkbPolygon)
+    layer.CreateField(ogr.FieldDefn("name", ogr.OFTString))
+    west, south, east, north = spec.bounds
+    feature = ogr.Feature(layer.GetLayerDefn())
+    feature.SetField("name", "whole tile")
+    feature.SetGeometry(
+        ogr.CreateGeometryFromWkt(f"POLYGON(({west} {south},{east} {south},{east} {north},{west} {north},{west} {south}))")
+    )
+    layer.CreateFeature(feature)
+    source = None
+
+
+def _srs(spec):
+    srs = osr.SpatialReference()
+    srs.ImportFromEPSG(spec.epsg)
+    return srs
 
 
 def label_layer(spec):
-    """Two classes of 40 points spread over the tile, in its CRS, as a memory layer (add it to a project to keep it)."""
-    layer = QgsVectorLayer(f"Point?crs=EPSG:{spec.epsg}&field=class:string", "labels", "memory")
+    """Two classes of 40 points spread over the tile, in its CRS, as a memory layer (add it to a project to keep it);
+    `value` is a number for regress."""
+    layer = QgsVectorLayer(f"Point?crs=EPSG:{spec.epsg}&field=class:string&field=value:double", "labels", "memory")
     features = []
     for index in range(40):
         feature = QgsFeature(layer.fields())
         x = spec.west + 10 * (spec.width * (50 + 35 * index) // SIZE)
         y = spec.south + 10 * (spec.height * (SIZE - 50 - 30 * index) // SIZE)
         feature.setGeometry(QgsGeometry.fromPointXY(QgsPointXY(x, y)))
-        feature.setAttributes(["a" if index % 2 else "b"])
+        feature.setAttributes(["a" if index % 2 else "b", float(index % 7)])
         features.append(feature)
     layer.dataProvider().addFeatures(features)
     return layer
@@ -74,6 +174,25 @@ def jobs(tile, labels, model, out):
             "OUTPUT": str(out / "c.tif"),
         },
         "classify": {"INPUT": tile, "MODEL": model, "OUTPUT": str(out / "c.tif")},
+        "regress": {
+            "INPUT": tile,
+            "TRAINING": labels,
+            "FIELD": "value",
+            "METHOD": "ridge",
+            "OUTPUT": str(out / "v.tif"),
+        },
+        "zonal": {"INPUT": tile, "ZONES": str(zones_file(tile)), "OUTPUT": str(out / "z.gpkg")},
+        "detect": {"INPUT": str(score_raster(tile)), "THRESHOLD": 0.6, "OUTPUT": str(out / "o.gpkg")},
+        "transitions": {
+            "INPUT": str(class_maps(tile)[0]),
+            "INPUT_2": str(class_maps(tile)[1]),
+            "OUTPUT": str(out / "t.tif"),
+        },
+        "trajectory": {
+            "INPUT": [str(earlier_tile(tile)), tile],
+            "OUTPUT": str(out / "t.tif"),
+            "OUTPUT_ANOMALY": str(out / "a.tif"),
+        },
         "resample": {"INPUT": tile, "MODE": "nearest", "RESOLUTION": 7, "OUTPUT": str(out / "r.tif")},
         "pca": {"INPUT": tile, "OUTPUT": str(out / "p.tif")},
         "cluster": {"INPUT": tile, "K": 4, "OUTPUT": str(out / "k.tif")},
