@@ -175,11 +175,7 @@ class ChangeDistances:
 
     def percentile(self, q):
         """Approximate q-th percentile of the valid distances (to the histogram's bin width)."""
-        total = self.counts.sum()
-        if total == 0:
-            return 0.0
-        index = int(np.searchsorted(np.cumsum(self.counts), q / 100.0 * total))
-        return float(self.edges[min(index + 1, len(self.edges) - 1)])
+        return histogram_percentile(self.counts, self.edges, q)
 
     def produce(self, window):
         """Pass 2: [distance block, mask block (1 changed: distance > threshold, 0 unchanged)] for write_rasters."""
@@ -195,28 +191,51 @@ class ChangeDistances:
 
     def summary(self):
         """Changed and valid pixels and areas (m²) and the changed fraction of the valid area."""
-        areas = pixel_areas_m2(self.grid)
-        changed_m2 = float((self.changed_per_row * areas).sum())
-        valid_m2 = float((self.valid_per_row * areas).sum())
-        return {
-            "changed_pixels": int(self.changed_per_row.sum()),
-            "valid_pixels": self.valid_pixels,
-            "changed_m2": changed_m2,
-            "valid_m2": valid_m2,
-            "changed_fraction": changed_m2 / valid_m2 if valid_m2 > 0 else 0.0,
-        }
+        return changed_area(self.changed_per_row, self.valid_per_row, pixel_areas_m2(self.grid))
 
     def close(self):
         """Drop the scratch file (safe to call more than once)."""
         self._scratch = None
-        if os.path.exists(self.scratch_path):
-            os.remove(self.scratch_path)
+        remove_scratch(self.scratch_path)
 
 
 def scratch_path_for(output):
-    """A hidden scratch file beside an output (same disk, so there is room), removed by ChangeDistances.close()."""
+    """A hidden scratch file beside an output, removed by ChangeDistances.close()."""
+    return scratch_path_beside(output, "distance")
+
+
+def scratch_path_beside(output, kind):
+    """A hidden scratch file of pass 1 beside an output (same disk, so there is room)."""
     folder = os.path.dirname(os.path.abspath(output))
-    return os.path.join(folder, f".{os.path.basename(output)}.{os.getpid()}.distance.partial.npy")
+    return os.path.join(folder, f".{os.path.basename(output)}.{os.getpid()}.{kind}.partial.npy")
+
+
+def remove_scratch(path):
+    if os.path.exists(path):
+        os.remove(path)
+
+
+def histogram_percentile(counts, edges, q):
+    """Approximate q-th percentile of the values a histogram counts (to its bin width); 0 when it is empty."""
+    total = counts.sum()
+    if total == 0:
+        return 0.0
+    index = int(np.searchsorted(np.cumsum(counts), q / 100.0 * total))
+    return float(edges[min(index + 1, len(edges) - 1)])
+
+
+def changed_area(changed_per_row, valid_per_row, areas):
+    """Changed and valid pixels and areas (m²), and the changed fraction of the valid area, from per-row pixel
+    counts and the area of a pixel of each row (pixel_areas_m2)."""
+    changed_m2 = float((changed_per_row * areas).sum())
+    valid_m2 = float((valid_per_row * areas).sum())
+    return {
+        "changed_pixels": int(changed_per_row.sum()),
+        "valid_pixels": int(valid_per_row.sum()),
+        "changed_m2": changed_m2,
+        "valid_m2": valid_m2,
+        "changed_fraction": changed_m2 / valid_m2 if valid_m2 > 0 else 0.0,
+    }
 
 
 def area_text(square_metres):

@@ -17,14 +17,33 @@ from .predictors import CentroidPredictor, ModelDataError, from_estimator
 from .regions import unit
 
 METHODS = ("random_forest", "logistic_regression", "knn", "nearest_centroid")
-SKLEARN_HINT = (
+SKLEARN_INSTALL = (  # also geoembed:regress's
     "needs scikit-learn: on Debian/Ubuntu 'sudo apt install python3-sklearn', elsewhere 'python3 -m pip install "
-    "scikit-learn' into QGIS's Python; METHOD=nearest_centroid works without it"
+    "scikit-learn' into QGIS's Python"
 )
+SKLEARN_HINT = f"{SKLEARN_INSTALL}; METHOD=nearest_centroid works without it"
 
 
 def has_sklearn():
     return importlib.util.find_spec("sklearn") is not None
+
+
+def sklearn_version():
+    if not has_sklearn():
+        return None
+    import sklearn
+
+    return sklearn.__version__
+
+
+def runtime_versions():
+    """The versions a model is trained with, kept in its file."""
+    return {
+        "geoembed": __about__.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+        "sklearn": sklearn_version(),
+    }
 
 
 class NearestCentroid(CentroidPredictor):
@@ -79,15 +98,20 @@ def blocked_folds(groups, folds):
     return np.array([fold_of_block[g] for g in groups])
 
 
+def cv_folds(groups, folds):
+    """Fold of each sample for a spatially blocked CV with up to `folds` folds (no more than the blocks; every fold
+    gets a block), or None when the samples fill a single block (nothing to cross-validate)."""
+    folds = min(folds, len(np.unique(groups)))
+    return blocked_folds(groups, folds) if folds >= 2 else None
+
+
 def cross_validate(features, labels, groups, method, folds=5, seed=0):
     """Predictions of a spatially blocked k-fold CV (each sample predicted by a model that never saw its block)."""
-    n_blocks = len(np.unique(groups))
-    folds = min(folds, n_blocks)
-    if folds < 2:
+    assignment = cv_folds(groups, folds)
+    if assignment is None:
         return None
-    assignment = blocked_folds(groups, folds)
     predicted = np.empty(len(labels), dtype=labels.dtype)
-    for fold in range(folds):
+    for fold in np.unique(assignment):
         test = assignment == fold
         train = ~test
         if len(np.unique(labels[train])) < 2:
@@ -119,44 +143,39 @@ def metrics(truth, predicted, classes):
     }
 
 
-class TrainedModel:
-    """A fitted model with what is needed to apply it safely elsewhere.
+class FittedModel:
+    """A fitted estimator, kept as its numpy predictor (analysis/predictors.py), with what is needed to apply it
+    safely elsewhere. Subclasses (TrainedModel here, regress.RegressionModel) say how an estimator becomes a predictor
+    (to_predictor), what it predicts (predicted_fields, saved after the method) and, in APPLY_ADVICE, what to do with
+    a raster of other bands."""
 
-    The estimator is kept as its numpy predictor (analysis/predictors.py): the class map train writes comes from the
-    same numbers, and the same code, as the one classify makes from the saved file.
-    """
+    APPLY_ADVICE = "apply it to a raster of the same product."
 
-    def __init__(self, estimator, class_names, band_names, product, method, report=None, versions=None):
+    def __init__(self, estimator, band_names, product, method, report=None, versions=None):
         try:
-            self.estimator = from_estimator(estimator)
+            self.estimator = self.to_predictor(estimator)
         except ModelDataError as exc:
             raise GeoEmbedError(f"The {method} model cannot be saved: {exc}.") from None
-        self.class_names = list(class_names)
         self.band_names = tuple(band_names)
         self.product = product
         self.method = method
         self.report = report or {}
-        self.versions = versions or {
-            "geoembed": __about__.__version__,
-            "numpy": np.__version__,
-            "python": platform.python_version(),
-            "sklearn": _sklearn_version(),
-        }
+        self.versions = versions or runtime_versions()
+
+    @staticmethod
+    def to_predictor(estimator):
+        raise NotImplementedError
+
+    def predicted_fields(self):
+        raise NotImplementedError
 
     def check_bands(self, band_names):
         if tuple(band_names) != self.band_names:
             raise GeoEmbedError(
                 f"The model was trained on {len(self.band_names)} bands ({self.band_names[0]}..{self.band_names[-1]}, "
                 f"{self.product}) but this raster has {len(band_names)} ({band_names[0]}..{band_names[-1]}); "
-                "classify a raster of the same product."
+                f"{self.APPLY_ADVICE}"
             )
-
-    def predict(self, features):
-        """(class index 0..n-1, probability of that class) for (n, bands) features."""
-        probabilities = self.estimator.predict_proba(features)
-        best = probabilities.argmax(axis=1)
-        # Estimators are fitted on class indices; classes_ lists the ones they saw, in order.
-        return np.asarray(self.estimator.classes_)[best], probabilities[np.arange(len(best)), best]
 
     def check_size(self):
         """Refuse, before any output is written, a model too large for a model file."""
@@ -166,7 +185,7 @@ class TrainedModel:
         """A data-only model file (analysis/model_file.py): no pickle, readable without scikit-learn."""
         fields = {
             "method": self.method,
-            "class_names": self.class_names,
+            **self.predicted_fields(),
             "band_names": list(self.band_names),
             "product": self.product,
             "report": self.report,
@@ -175,19 +194,36 @@ class TrainedModel:
         return model_file.save(path, self.estimator, fields)
 
 
+class TrainedModel(FittedModel):
+    """A fitted classifier with what is needed to apply it safely elsewhere.
+
+    The estimator is kept as its numpy predictor (analysis/predictors.py): the class map train writes comes from the
+    same numbers, and the same code, as the one classify makes from the saved file.
+    """
+
+    APPLY_ADVICE = "classify a raster of the same product."
+    to_predictor = staticmethod(from_estimator)
+
+    def __init__(self, estimator, class_names, band_names, product, method, report=None, versions=None):
+        super().__init__(estimator, band_names, product, method, report, versions)
+        self.class_names = list(class_names)
+
+    def predicted_fields(self):
+        return {"class_names": self.class_names}
+
+    def predict(self, features):
+        """(class index 0..n-1, probability of that class) for (n, bands) features."""
+        probabilities = self.estimator.predict_proba(features)
+        best = probabilities.argmax(axis=1)
+        # Estimators are fitted on class indices; classes_ lists the ones they saw, in order.
+        return np.asarray(self.estimator.classes_)[best], probabilities[np.arange(len(best)), best]
+
+
 def load_model(path):
     """A TrainedModel saved by geoembed:train; any other file (a pickle included: never unpickled) is a one-line
     GeoEmbedError."""
     fields, predictor = model_file.load(path)
     return TrainedModel(predictor, **fields)
-
-
-def _sklearn_version():
-    if not has_sklearn():
-        return None
-    import sklearn
-
-    return sklearn.__version__
 
 
 class ClassRasters:

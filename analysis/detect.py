@@ -22,6 +22,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from ..loaders.errors import Cancelled, GeoEmbedError
+from ..loaders.model import EmbeddingBlock
 from ..loaders.raster.prefetch import Prefetched
 from ..loaders.raster.writer import BLOCK
 from .change import pixel_areas_m2
@@ -116,7 +117,7 @@ class DetectedObjects:
 
 
 class ComponentLabeller:
-    """The two passes of the module docstring over `raster` (grid, read(window) -> EmbeddingBlock with 2-D values)."""
+    """The two passes of the module docstring over `raster` (grid, read(window) -> EmbeddingBlock of one band)."""
 
     def __init__(self, raster, selection, connectivity=8, min_area=0.0, max_objects=None, block=BLOCK):
         structure(connectivity)  # refuses a wrong connectivity before any work
@@ -290,7 +291,8 @@ class _Borrowed:
         self.grid, self.band_names, self.provenance = raster.grid, raster.band_names, raster.provenance
 
     def read(self, window):
-        return self.raster.read(window)
+        block = self.raster.read(window)
+        return EmbeddingBlock(block.values[0], block.valid)  # the labelling works on 2-D blocks
 
     def close(self):
         pass

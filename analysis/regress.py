@@ -9,22 +9,17 @@ predict another without scikit-learn or pickle.
 import csv
 import html
 import io
-import platform
 
 import numpy as np
 
-from .. import __about__
 from ..loaders.errors import GeoEmbedError
 from ..loaders.model import EmbeddingBlock
 from . import model_file
-from .classify import blocked_folds, has_sklearn
-from .predictors import ModelDataError, from_regressor
+from .classify import SKLEARN_INSTALL, FittedModel, cv_folds, has_sklearn
+from .predictors import from_regressor
+from .report import NO_CV_NOTE, page_start
 
 METHODS = ("random_forest", "ridge", "knn")
-SKLEARN_HINT = (
-    "needs scikit-learn: on Debian/Ubuntu 'sudo apt install python3-sklearn', elsewhere 'python3 -m pip install "
-    "scikit-learn' into QGIS's Python"
-)
 NEIGHBOURS = 5
 TREES = 100
 RIDGE_ALPHAS = tuple(10.0**e for e in range(-4, 4))
@@ -37,7 +32,7 @@ def make_regressor(method, samples=None, seed=0):
     if method not in METHODS:
         raise GeoEmbedError(f"Unknown METHOD '{method}'; choose one of {', '.join(METHODS)}.")
     if not has_sklearn():
-        raise GeoEmbedError(f"METHOD={method} {SKLEARN_HINT}.")
+        raise GeoEmbedError(f"METHOD={method} {SKLEARN_INSTALL}.")
     if method == "random_forest":
         from sklearn.ensemble import RandomForestRegressor
 
@@ -59,12 +54,11 @@ def fit(features, targets, method, seed=0):
 def cross_validate(features, targets, groups, method, folds=5, seed=0):
     """(predictions, fold of each sample) of a spatially blocked k-fold CV (each sample predicted by a model that
     never saw its block, blocks as geoembed:train makes them), or None when the samples fill a single block."""
-    folds = min(folds, len(np.unique(groups)))
-    if folds < 2:
+    assignment = cv_folds(groups, folds)
+    if assignment is None:
         return None
-    assignment = blocked_folds(groups, folds)
     predicted = np.empty(len(targets), dtype=np.float64)
-    for fold in range(folds):
+    for fold in np.unique(assignment):
         test = assignment == fold
         model = fit(features[~test], targets[~test], method, seed)
         predicted[test] = model.predict(features[test])
@@ -104,50 +98,20 @@ def target_summary(targets):
     }
 
 
-class RegressionModel:
+class RegressionModel(FittedModel):
     """A fitted regressor (kept as its numpy predictor) with what is needed to apply it safely elsewhere."""
 
-    def __init__(self, estimator, target, band_names, product, method, report=None, versions=None):
-        try:
-            self.estimator = from_regressor(estimator)
-        except ModelDataError as exc:
-            raise GeoEmbedError(f"The {method} model cannot be saved: {exc}.") from None
-        self.target = target
-        self.band_names = tuple(band_names)
-        self.product = product
-        self.method = method
-        self.report = report or {}
-        self.versions = versions or {
-            "geoembed": __about__.__version__,
-            "numpy": np.__version__,
-            "python": platform.python_version(),
-            "sklearn": _sklearn_version(),
-        }
+    to_predictor = staticmethod(from_regressor)
 
-    def check_bands(self, band_names):
-        if tuple(band_names) != self.band_names:
-            raise GeoEmbedError(
-                f"The model was trained on {len(self.band_names)} bands ({self.band_names[0]}..{self.band_names[-1]}, "
-                f"{self.product}) but this raster has {len(band_names)} ({band_names[0]}..{band_names[-1]}); "
-                "apply it to a raster of the same product."
-            )
+    def __init__(self, estimator, target, band_names, product, method, report=None, versions=None):
+        super().__init__(estimator, band_names, product, method, report, versions)
+        self.target = target
+
+    def predicted_fields(self):
+        return {"target": self.target}
 
     def predict(self, features):
         return self.estimator.predict(features)
-
-    def check_size(self):
-        model_file.check_size(self.estimator, self.method)
-
-    def save(self, path):
-        fields = {
-            "method": self.method,
-            "target": self.target,
-            "band_names": list(self.band_names),
-            "product": self.product,
-            "report": self.report,
-            "versions": self.versions,
-        }
-        return model_file.save(path, self.estimator, fields)
 
 
 def load_model(path):
@@ -155,14 +119,6 @@ def load_model(path):
     one-line GeoEmbedError."""
     fields, predictor = model_file.load(path, task="regression")
     return RegressionModel(predictor, **fields)
-
-
-def _sklearn_version():
-    if not has_sklearn():
-        return None
-    import sklearn
-
-    return sklearn.__version__
 
 
 class PredictionRaster:
@@ -222,17 +178,13 @@ def report_html(title, result, summary, method, field, folds_note):
     """A self-contained HTML page: method, the target's distribution, blocked-CV R2, RMSE, MAE, overall and per fold."""
     esc = html.escape
     parts = [
-        "<!DOCTYPE html><html><head><meta charset='utf-8'>",
-        f"<title>{esc(title)}</title><style>body{{font-family:sans-serif}}table{{border-collapse:collapse}}"
-        "td,th{border:1px solid #bbb;padding:3px 6px;text-align:right}th{background:#eee}td.l,th.l{text-align:left}"
-        "</style></head><body>",
-        f"<h1>{esc(title)}</h1>",
+        *page_start(title),
         f"<p>Field: <b>{esc(field)}</b>. Method: <b>{esc(method)}</b>. {esc(folds_note)}</p>",
         f"<p>{summary['count']} samples; values from {summary['min']:.6g} to {summary['max']:.6g} "
         f"(mean {summary['mean']:.6g}; 2nd-98th percentile {summary['p2']:.6g} to {summary['p98']:.6g}).</p>",
     ]
     if result is None:
-        parts.append("<p>Cross-validation was not possible: the samples fall in a single spatial block.</p>")
+        parts.append(NO_CV_NOTE)
     else:
         r2 = "undefined (constant values)" if result["r2"] is None else f"{result['r2']:.3f}"
         parts.append(f"<h2>Spatially blocked cross-validation: R² {r2}, RMSE {result['rmse']:.6g}, MAE {result['mae']:.6g}</h2>")

@@ -1,23 +1,33 @@
-"""The HTML accuracy report of geoembed:train."""
+"""The HTML accuracy report of geoembed:train, and the page head geoembed:regress's report shares."""
 
 import html
 
 import numpy as np
+
+NO_CV_NOTE = "<p>Cross-validation was not possible: the samples fall in a single spatial block.</p>"
+
+
+def page_start(title, extra_css=""):
+    """The head and title of a self-contained report page (the train and regress reports share its look)."""
+    esc = html.escape
+    return [
+        "<!DOCTYPE html><html><head><meta charset='utf-8'>",
+        f"<title>{esc(title)}</title><style>body{{font-family:sans-serif}}table{{border-collapse:collapse}}"
+        "td,th{border:1px solid #bbb;padding:3px 6px;text-align:right}th{background:#eee}td.l,th.l{text-align:left}"
+        f"{extra_css}</style></head><body>",
+        f"<h1>{esc(title)}</h1>",
+    ]
 
 
 def report_html(title, class_names, counts, method, result, folds_note):
     """A self-contained HTML page: method, sample counts, blocked-CV accuracy, confusion matrix, per-class F1."""
     esc = html.escape
     parts = [
-        "<!DOCTYPE html><html><head><meta charset='utf-8'>",
-        f"<title>{esc(title)}</title><style>body{{font-family:sans-serif}}table{{border-collapse:collapse}}"
-        "td,th{border:1px solid #bbb;padding:3px 6px;text-align:right}th{background:#eee}td.l,th.l{text-align:left}"
-        "td.d{background:#dff0d8}</style></head><body>",
-        f"<h1>{esc(title)}</h1>",
+        *page_start(title, "td.d{background:#dff0d8}"),
         f"<p>Method: <b>{esc(method)}</b>. {esc(folds_note)}</p>",
     ]
     if result is None:
-        parts.append("<p>Cross-validation was not possible: the samples fall in a single spatial block.</p>")
+        parts.append(NO_CV_NOTE)
     else:
         parts.append(f"<h2>Overall accuracy: {100 * result['accuracy']:.1f} %</h2>")
         parts.append("<h3>Confusion matrix (rows: labelled class, columns: predicted class)</h3><table><tr><th class='l'></th>")

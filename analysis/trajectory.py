@@ -15,7 +15,6 @@ counting changed pixels per pair and row (exact areas on geographic grids).
 """
 
 import math
-import os
 
 import numpy as np
 
@@ -23,7 +22,18 @@ from ..loaders.errors import Cancelled, GeoEmbedError
 from ..loaders.model import NODATA, EmbeddingBlock
 from ..loaders.raster.prefetch import Prefetched
 from ..loaders.raster.writer import BLOCK
-from .change import HISTOGRAM_BINS, MAX_DISTANCE, check_same_bands, otsu_threshold, pixel_areas_m2, same_grid
+from .change import (
+    HISTOGRAM_BINS,
+    MAX_DISTANCE,
+    changed_area,
+    check_same_bands,
+    histogram_percentile,
+    otsu_threshold,
+    pixel_areas_m2,
+    remove_scratch,
+    same_grid,
+    scratch_path_beside,
+)
 
 BREAK_NODATA = 0  # UInt16 break year: 0 where no pair is valid (years and input positions are >= 1)
 BLOCK_BUDGET = 192 * 2**20  # bytes of float32 values of one block of every year (the prefetched next one doubles it)
@@ -198,12 +208,7 @@ class Trajectory:
 
     def percentile(self, q):
         """Approximate q-th percentile of all valid consecutive distances (to the histogram's bin width)."""
-        counts = self.counts.sum(axis=0)
-        total = counts.sum()
-        if total == 0:
-            return 0.0
-        index = int(np.searchsorted(np.cumsum(counts), q / 100.0 * total))
-        return float(self.edges[min(index + 1, len(self.edges) - 1)])
+        return histogram_percentile(self.counts.sum(axis=0), self.edges, q)
 
     def produce(self, window):
         """Pass 2: {"distance", "break_year", "break_size", "anomaly"} EmbeddingBlocks of a window (nodata filled in:
@@ -233,46 +238,27 @@ class Trajectory:
     def pair_summaries(self):
         """Per consecutive pair: labels, valid and changed pixels and areas (m²), changed fraction of the valid area."""
         areas = pixel_areas_m2(self.grid)
-        out = []
-        for pair, name in enumerate(self.band_names):
-            valid_m2 = float((self.valid_per_row[pair] * areas).sum())
-            changed_m2 = float((self.changed_per_row[pair] * areas).sum())
-            out.append(
-                {
-                    "pair": name,
-                    "from": self.labels[pair],
-                    "to": self.labels[pair + 1],
-                    "valid_pixels": int(self.valid_per_row[pair].sum()),
-                    "changed_pixels": int(self.changed_per_row[pair].sum()),
-                    "valid_m2": valid_m2,
-                    "changed_m2": changed_m2,
-                    "changed_fraction": changed_m2 / valid_m2 if valid_m2 > 0 else 0.0,
-                }
-            )
-        return out
+        return [
+            {
+                "pair": name,
+                "from": self.labels[pair],
+                "to": self.labels[pair + 1],
+                **changed_area(self.changed_per_row[pair], self.valid_per_row[pair], areas),
+            }
+            for pair, name in enumerate(self.band_names)
+        ]
 
     def summary(self):
         """Pixels changed in at least one pair (largest change above the threshold) and their area, over the pixels
         with at least one valid pair."""
-        areas = pixel_areas_m2(self.grid)
-        changed_m2 = float((self.any_changed_per_row * areas).sum())
-        valid_m2 = float((self.any_valid_per_row * areas).sum())
-        return {
-            "changed_pixels": int(self.any_changed_per_row.sum()),
-            "valid_pixels": self.valid_pixels,
-            "changed_m2": changed_m2,
-            "valid_m2": valid_m2,
-            "changed_fraction": changed_m2 / valid_m2 if valid_m2 > 0 else 0.0,
-        }
+        return changed_area(self.any_changed_per_row, self.any_valid_per_row, pixel_areas_m2(self.grid))
 
     def close(self):
         """Drop the scratch file (safe to call more than once)."""
         self._scratch = None
-        if os.path.exists(self.scratch_path):
-            os.remove(self.scratch_path)
+        remove_scratch(self.scratch_path)
 
 
 def scratch_path_for(output):
-    """A hidden scratch file beside an output (same disk, so there is room), removed by Trajectory.close()."""
-    folder = os.path.dirname(os.path.abspath(output))
-    return os.path.join(folder, f".{os.path.basename(output)}.{os.getpid()}.trajectory.partial.npy")
+    """A hidden scratch file beside an output, removed by Trajectory.close()."""
+    return scratch_path_beside(output, "trajectory")

@@ -2,26 +2,22 @@
 
 from osgeo import gdal
 from qgis.core import (
-    QgsPalettedRasterRenderer,
     QgsProcessingException,
-    QgsProcessingLayerPostProcessorInterface,
     QgsProcessingOutputNumber,
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterDestination,
     QgsProcessingParameterRasterLayer,
-    QgsRasterLayer,
 )
-from qgis.PyQt.QtGui import QColor
 
 from ..analysis import change
 from ..analysis.resample import nearest
 from ..loaders.raster.writer import OutputSpec, check_destination, provenance_metadata, write_rasters
-from ..qgis_compat import NUMBER_DOUBLE, save_default_style
+from ..qgis_compat import NUMBER_DOUBLE
 from .base import FeedbackLog, GeoEmbedAlgorithm
 from .inputs import open_input
-from .styles import apply_ramp
+from .styles import RampStyler, write_palette
 
-MASK_CLASSES = ((0, "unchanged", QColor(215, 215, 215)), (1, "changed", QColor(215, 25, 28)))
+MASK_CLASSES = ((0, "unchanged", (215, 215, 215)), (1, "changed", (215, 25, 28)))
 
 
 class ChangeAlgorithm(GeoEmbedAlgorithm):
@@ -57,7 +53,7 @@ class ChangeAlgorithm(GeoEmbedAlgorithm):
 
     def execute(self, parameters, context, feedback):
         log = FeedbackLog(feedback)
-        threshold = self._threshold(parameters, context)
+        threshold = fixed_threshold(self, parameters, context)
         output = self.parameterAsOutputLayer(parameters, "OUTPUT", context)
         mask = self.parameterAsOutputLayer(parameters, "OUTPUT_MASK", context) if parameters.get("OUTPUT_MASK") else ""
         for path in filter(None, (output, mask)):
@@ -89,11 +85,7 @@ class ChangeAlgorithm(GeoEmbedAlgorithm):
             if threshold is None:
                 threshold, separability = distances.automatic_threshold()
                 log.info(f"Automatic threshold (Otsu on {distances.valid_pixels} distances): {threshold:.4f}.")
-                if separability < 0.5:
-                    log.warning(
-                        f"The distances do not fall into two clear groups (Otsu separability {separability:.2f}); "
-                        "the automatic threshold may mark ordinary differences as change: set THRESHOLD yourself."
-                    )
+                warn_unless_separable(log, separability)
             distances.threshold = threshold
             self._write(parameters, context, first, distances, output, mask, log, feedback)
             summary = distances.summary()
@@ -121,23 +113,12 @@ class ChangeAlgorithm(GeoEmbedAlgorithm):
         if context.willLoadLayerOnCompletion(output):
             details = context.layerToLoadOnCompletionDetails(output)
             details.name = "Change (cosine distance)"
-            details.setPostProcessor(DistanceStyler.create(0.0, ramp_top))
+            details.setPostProcessor(RampStyler.create(0.0, ramp_top))
         if mask:
             outputs["OUTPUT_MASK"] = mask
             if context.willLoadLayerOnCompletion(mask):
                 context.layerToLoadOnCompletionDetails(mask).name = "Change mask"
         return outputs
-
-    def _threshold(self, parameters, context):
-        """The fixed threshold, or None for automatic."""
-        if parameters.get("THRESHOLD") in (None, ""):
-            return None
-        value = self.parameterAsDouble(parameters, "THRESHOLD", context)
-        if value < 0:
-            return None
-        if value >= change.MAX_DISTANCE:
-            raise QgsProcessingException(f"THRESHOLD must be below 2 (the largest cosine distance), got {value:g}.")
-        return value
 
     def _write(self, parameters, context, first, distances, output, mask, log, feedback):
         meta = provenance_metadata(first.provenance)
@@ -159,37 +140,27 @@ class ChangeAlgorithm(GeoEmbedAlgorithm):
             add_mask_style(mask)
 
 
+def fixed_threshold(algorithm, parameters, context):
+    """THRESHOLD on the cosine distance, or None for automatic (empty or negative)."""
+    if parameters.get("THRESHOLD") in (None, ""):
+        return None
+    value = algorithm.parameterAsDouble(parameters, "THRESHOLD", context)
+    if value < 0:
+        return None
+    if value >= change.MAX_DISTANCE:
+        raise QgsProcessingException(f"THRESHOLD must be below 2 (the largest cosine distance), got {value:g}.")
+    return value
+
+
+def warn_unless_separable(log, separability):
+    """Otsu's automatic threshold means little when the distances do not fall into two groups: say so."""
+    if separability < 0.5:
+        log.warning(
+            f"The distances do not fall into two clear groups (Otsu separability {separability:.2f}); "
+            "the automatic threshold may mark ordinary differences as change: set THRESHOLD yourself."
+        )
+
+
 def add_mask_style(path):
     """Colour table and category names in the GeoTIFF, and a default QGIS style with the two classes."""
-    dataset = gdal.Open(path, gdal.GA_Update)
-    band = dataset.GetRasterBand(1)
-    table = gdal.ColorTable()
-    for value, _, colour in MASK_CLASSES:
-        table.SetColorEntry(value, (colour.red(), colour.green(), colour.blue(), colour.alpha()))
-    band.SetRasterColorTable(table)
-    band.SetRasterCategoryNames([name for _, name, _ in MASK_CLASSES])
-    dataset = None
-    layer = QgsRasterLayer(path, "change mask", "gdal")
-    classes = [QgsPalettedRasterRenderer.Class(value, colour, name) for value, name, colour in MASK_CLASSES]
-    layer.setRenderer(QgsPalettedRasterRenderer(layer.dataProvider(), 1, classes))
-    save_default_style(layer)
-
-
-class DistanceStyler(QgsProcessingLayerPostProcessorInterface):
-    """The distance map drawn with a colour ramp from 0 (no change) to a high percentile of the distances."""
-
-    _instances = []  # Processing keeps a raw pointer: keep the Python objects alive
-
-    def __init__(self, low, high):
-        super().__init__()
-        self.low, self.high = low, high
-
-    @classmethod
-    def create(cls, low, high):
-        styler = cls(low, high)
-        cls._instances.append(styler)
-        return styler
-
-    def postProcessLayer(self, layer, context, feedback):  # noqa: N802 - QGIS API
-        if isinstance(layer, QgsRasterLayer):
-            apply_ramp(layer, self.low, self.high)
+    write_palette(path, MASK_CLASSES, "change mask")

@@ -14,11 +14,8 @@ from qgis.core import (
     QgsFields,
     QgsFillSymbol,
     QgsGeometry,
-    QgsGradientColorRamp,
-    QgsGradientStop,
     QgsGraduatedSymbolRenderer,
     QgsProcessingException,
-    QgsProcessingLayerPostProcessorInterface,
     QgsProcessingOutputNumber,
     QgsProcessingParameterFeatureSink,
     QgsProcessingParameterNumber,
@@ -50,7 +47,7 @@ from ..qgis_compat import (
 )
 from .base import FeedbackLog, GeoEmbedAlgorithm
 from .inputs import input_path, qgis_crs
-from .styles import class_colour
+from .styles import LayerStyler, blue_magenta_yellow_ramp, class_colour
 
 CANCEL_EVERY = 500  # features written between two looks at the Cancel button
 
@@ -323,8 +320,7 @@ def fill(colour, alpha=150):
 
 def score_renderer(low, high):
     """Objects filled by their highest score (the similarity heatmap's ramp), outlined."""
-    ramp = QgsGradientColorRamp(QColor(13, 8, 135), QColor(240, 249, 33))
-    ramp.setStops([QgsGradientStop(0.5, QColor(204, 71, 120))])
+    ramp = blue_magenta_yellow_ramp()
     count = SCORE_CLASSES if high > low else 1
     step = (high - low) / count
     ranges = []
@@ -341,20 +337,12 @@ def class_renderer(legend):
     return QgsCategorizedSymbolRenderer("class", categories)
 
 
-class ObjectStyler(QgsProcessingLayerPostProcessorInterface):
+class ObjectStyler(LayerStyler):
     """Applies score_renderer() or class_renderer() when Processing adds the objects to the project."""
-
-    _instances = []  # Processing keeps a raw pointer: keep the Python objects alive
 
     def __init__(self, field, spec):
         super().__init__()
         self.field, self.spec = field, spec
-
-    @classmethod
-    def create(cls, field, spec):
-        styler = cls(field, spec)
-        cls._instances.append(styler)
-        return styler
 
     def postProcessLayer(self, layer, context, feedback):  # noqa: N802 - QGIS API
         if not isinstance(layer, QgsVectorLayer):

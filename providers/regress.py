@@ -5,7 +5,6 @@ import json
 import numpy as np
 from qgis.core import (
     QgsProcessingException,
-    QgsProcessingLayerPostProcessorInterface,
     QgsProcessingOutputNumber,
     QgsProcessingOutputString,
     QgsProcessingParameterEnum,
@@ -19,16 +18,14 @@ from qgis.core import (
 )
 
 from ..analysis import regress
-from ..analysis.classify import spatial_blocks
-from ..analysis.regions import polygon_pixels
-from ..analysis.sampling import sample
+from ..analysis.training_samples import collect_samples
 from ..loaders.raster.writer import BLOCK, OutputSpec, check_destination, provenance_metadata, write_rasters
 from ..loaders.remote.locations import atomic_file
 from ..qgis_compat import SOURCE_VECTOR_POINT, SOURCE_VECTOR_POLYGON, save_default_style
 from .base import FeedbackLog, GeoEmbedAlgorithm
 from .inputs import features_in, open_input
-from .styles import apply_ramp
-from .train import MAX_PIXELS_PER_POLYGON, MODEL_FILTER, block_size
+from .styles import RampStyler, apply_ramp
+from .train import MAX_PIXELS_PER_POLYGON, MODEL_FILTER, cv_groups
 
 REPORT_FILTER = "HTML (*.html);;CSV (*.csv)"
 
@@ -145,8 +142,7 @@ class RegressAlgorithm(GeoEmbedAlgorithm):
             f"{len(targets)} samples of '{field}' from {summary['min']:.6g} to {summary['max']:.6g} (mean {summary['mean']:.6g})."
         )
         feedback.setProgressText(self.tr("Cross-validating with spatial blocks"))
-        block = block_size(xs, ys)
-        groups = spatial_blocks(xs, ys, block)
+        groups, note = cv_groups(xs, ys)
         cv = regress.cross_validate(features, targets, groups, method)
         result = None
         if cv is None:
@@ -167,7 +163,6 @@ class RegressAlgorithm(GeoEmbedAlgorithm):
         estimator = regress.fit(features, targets, method)
         report = {"values": summary, "cv": None if result is None else {k: result[k] for k in ("r2", "rmse", "mae", "samples")}}
         model = regress.RegressionModel(estimator, field, raster.band_names, raster.provenance.product, method, report=report)
-        note = f"{len(np.unique(groups))} spatial blocks of {block:g} map units, grouped into up to 5 folds."
         return model, result, summary, note
 
     def _samples(self, parameters, context, feedback, raster):
@@ -201,31 +196,12 @@ class RegressAlgorithm(GeoEmbedAlgorithm):
             raise QgsProcessingException(
                 f"TRAINING has no feature with a value in '{field}'; give points or polygons with numbers."
             )
-        values, targets, xs, ys = [], [], [], []
-        points = [(v, g) for v, g in entries if g[0] == "point"]
-        if points:
-            px = np.array([g[1][0] for _, g in points])
-            py = np.array([g[1][1] for _, g in points])
-            sampled, valid = sample(raster, px, py, is_cancelled=feedback.isCanceled)
-            values.append(sampled[valid])
-            targets.append(np.array([v for v, _ in points])[valid])
-            xs.append(px[valid])
-            ys.append(py[valid])
-        grid = raster.grid
-        for seed, (value, (kind, rings)) in enumerate(entries):
-            if kind != "polygon":
-                continue
-            pixels, cols, rows = polygon_pixels(raster, rings, MAX_PIXELS_PER_POLYGON, seed)
-            values.append(pixels)
-            targets.append(np.full(len(pixels), value))
-            xs.append(grid.x0 + (cols + 0.5) * grid.res_x)
-            ys.append(grid.y0 - (rows + 0.5) * grid.res_y)
-        targets = np.concatenate(targets) if targets else np.zeros(0)
+        features, targets, xs, ys = collect_samples(raster, entries, MAX_PIXELS_PER_POLYGON, feedback.isCanceled)
         if len(targets) == 0:
             raise QgsProcessingException("No TRAINING feature lies on a valid pixel of INPUT; check that they overlap.")
         if len(targets) < 2:
             raise QgsProcessingException("Only one TRAINING sample lies on a valid pixel of INPUT; a regression needs more.")
-        return np.concatenate(values), targets, np.concatenate(xs), np.concatenate(ys), field
+        return features, targets, xs, ys, field
 
     def _write(self, parameters, context, raster, model, output, log, feedback):
         """Writes OUTPUT block by block; returns the colour ramp's range (2nd and 98th percentiles of the predictions)."""
@@ -269,23 +245,3 @@ def style_ramp(path, low, high):
     layer = QgsRasterLayer(path, "prediction", "gdal")
     apply_ramp(layer, low, high)
     save_default_style(layer)
-
-
-class RampStyler(QgsProcessingLayerPostProcessorInterface):
-    """The predicted value drawn with a colour ramp over the 2nd..98th percentile of the predictions."""
-
-    _instances = []  # Processing keeps a raw pointer: keep the Python objects alive
-
-    def __init__(self, low, high):
-        super().__init__()
-        self.low, self.high = low, high
-
-    @classmethod
-    def create(cls, low, high):
-        styler = cls(low, high)
-        cls._instances.append(styler)
-        return styler
-
-    def postProcessLayer(self, layer, context, feedback):  # noqa: N802 - QGIS API
-        if isinstance(layer, QgsRasterLayer):
-            apply_ramp(layer, self.low, self.high)

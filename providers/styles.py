@@ -23,20 +23,25 @@ from ..qgis_compat import save_default_style
 DISPLAY_BANDS = {"aef": (("A01", "A16", "A09"), (-0.3, 0.3))}
 
 
-class EmbeddingStyler(QgsProcessingLayerPostProcessorInterface):
-    """Shows three embedding bands as RGB with a fixed stretch, so colours mean the same across layers."""
+class LayerStyler(QgsProcessingLayerPostProcessorInterface):
+    """Base of the post-processors that style an output when Processing adds it to the project: make them with
+    create(...), which keeps the Python object alive (Processing keeps only a raw pointer)."""
 
-    _instances = []  # Processing keeps a raw pointer: keep the Python objects alive
+    _instances = []
+
+    @classmethod
+    def create(cls, *args):
+        styler = cls(*args)
+        LayerStyler._instances.append(styler)
+        return styler
+
+
+class EmbeddingStyler(LayerStyler):
+    """Shows three embedding bands as RGB with a fixed stretch, so colours mean the same across layers."""
 
     def __init__(self, product):
         super().__init__()
         self.product = product
-
-    @classmethod
-    def create(cls, product):
-        styler = cls(product)
-        cls._instances.append(styler)
-        return styler
 
     def postProcessLayer(self, layer, context, feedback):  # noqa: N802 - QGIS API
         if not isinstance(layer, QgsRasterLayer) or self.product not in DISPLAY_BANDS:
@@ -65,27 +70,36 @@ def apply_band_style(layer, band_names, value_range):
     layer.triggerRepaint()
 
 
-class HeatmapStyler(QgsProcessingLayerPostProcessorInterface):
-    """Similarity in [-1, 1] drawn with a colour ramp (low: dark blue, high: yellow)."""
+class RampStyler(LayerStyler):
+    """A continuous output (distance, prediction) drawn with the colour ramp over low..high."""
 
-    _instances = []
-
-    @classmethod
-    def create(cls):
-        styler = cls()
-        cls._instances.append(styler)
-        return styler
+    def __init__(self, low, high):
+        super().__init__()
+        self.low, self.high = low, high
 
     def postProcessLayer(self, layer, context, feedback):  # noqa: N802 - QGIS API
         if isinstance(layer, QgsRasterLayer):
-            apply_ramp(layer, -1.0, 1.0)
+            apply_ramp(layer, self.low, self.high)
+
+
+class HeatmapStyler(RampStyler):
+    """Similarity in [-1, 1] drawn with a colour ramp (low: dark blue, high: yellow)."""
+
+    def __init__(self):
+        super().__init__(-1.0, 1.0)
+
+
+def blue_magenta_yellow_ramp():
+    """The colour ramp of GeoEmbed's continuous outputs (and of the break years, the objects' scores): low values
+    dark blue, high ones yellow."""
+    ramp = QgsGradientColorRamp(QColor(13, 8, 135), QColor(240, 249, 33))
+    ramp.setStops([QgsGradientStop(0.5, QColor(204, 71, 120))])
+    return ramp
 
 
 def apply_ramp(layer, low, high, clip=False):
     """Pseudo-colour ramp over low..high; clip=True leaves values outside the range undrawn (a live threshold)."""
-    ramp = QgsGradientColorRamp(QColor(13, 8, 135), QColor(240, 249, 33))
-    ramp.setStops([QgsGradientStop(0.5, QColor(204, 71, 120))])
-    shader_function = QgsColorRampShader(low, high, ramp)
+    shader_function = QgsColorRampShader(low, high, blue_magenta_yellow_ramp())
     shader_function.classifyColorRamp(9)
     shader_function.setClip(clip)
     shader = QgsRasterShader()
@@ -95,6 +109,54 @@ def apply_ramp(layer, low, high, clip=False):
     renderer.setClassificationMax(high)
     layer.setRenderer(renderer)
     layer.triggerRepaint()
+
+
+# --- paletted maps: a value, its name and its colour per entry (classes, transitions, the change mask) ----------
+
+
+def write_palette(path, entries, layer_name):
+    """Category names (and, in a Byte map, a colour table: value 0 transparent unless an entry gives it) in the
+    GeoTIFF, for any software, and a default QGIS style beside it listing just the [(value, name, (r, g, b))]
+    entries."""
+    dataset = gdal.Open(path, gdal.GA_Update)
+    band = dataset.GetRasterBand(1)
+    if band.DataType == gdal.GDT_Byte:
+        table = gdal.ColorTable()
+        table.SetColorEntry(0, (0, 0, 0, 0))
+        for value, _, colour in entries:
+            table.SetColorEntry(value, (*colour, 255))
+        band.SetRasterColorTable(table)
+    names = ["nodata"] + [""] * max((value for value, _, _ in entries), default=0)
+    for value, name, _ in entries:
+        names[value] = name
+    band.SetRasterCategoryNames(names)
+    dataset = None
+    layer = QgsRasterLayer(path, layer_name, "gdal")
+    apply_palette(layer, entries)
+    save_default_style(layer)
+
+
+def apply_palette(layer, entries):
+    """A paletted renderer listing just the entries (from a colour table QGIS would list all 256 entries);
+    a colour is (r, g, b) or a QColor."""
+    classes = [
+        QgsPalettedRasterRenderer.Class(value, colour if isinstance(colour, QColor) else QColor(*colour), name)
+        for value, name, colour in entries
+    ]
+    layer.setRenderer(QgsPalettedRasterRenderer(layer.dataProvider(), 1, classes))
+    layer.triggerRepaint()
+
+
+class PaletteStyler(LayerStyler):
+    """Applies apply_palette() when Processing adds a paletted map (its loader ignores the default style)."""
+
+    def __init__(self, entries):
+        super().__init__()
+        self.entries = list(entries)
+
+    def postProcessLayer(self, layer, context, feedback):  # noqa: N802 - QGIS API
+        if isinstance(layer, QgsRasterLayer):
+            apply_palette(layer, self.entries)
 
 
 # --- class maps (train, classify, cluster) ---------------------------------------------------------
@@ -122,46 +184,19 @@ def class_colour(value):
     return tuple(round(255 * c) for c in colorsys.hsv_to_rgb(hue, saturation, brightness))
 
 
+def class_entries(names):
+    """[(value, name, (r, g, b))] of classes 1..n."""
+    return [(value, name, class_colour(value)) for value, name in enumerate(names, start=1)]
+
+
 def write_class_palette(path, names):
     """Colour table and category names in the GeoTIFF (for any software), and a default QGIS style beside it with
     just the n classes (value 0 is nodata)."""
-    dataset = gdal.Open(path, gdal.GA_Update)
-    band = dataset.GetRasterBand(1)
-    if band.DataType == gdal.GDT_Byte:
-        table = gdal.ColorTable()
-        table.SetColorEntry(0, (0, 0, 0, 0))
-        for value in range(1, len(names) + 1):
-            table.SetColorEntry(value, (*class_colour(value), 255))
-        band.SetRasterColorTable(table)
-    band.SetRasterCategoryNames(["nodata", *names])
-    dataset = None
-    layer = QgsRasterLayer(path, "classes", "gdal")
-    apply_class_palette(layer, names)
-    save_default_style(layer)
+    write_palette(path, class_entries(names), "classes")
 
 
-def apply_class_palette(layer, names):
-    """A paletted renderer listing just the classes (from the colour table QGIS would list all 256 entries)."""
-    classes = [QgsPalettedRasterRenderer.Class(v, QColor(*class_colour(v)), name) for v, name in enumerate(names, start=1)]
-    layer.setRenderer(QgsPalettedRasterRenderer(layer.dataProvider(), 1, classes))
-    layer.triggerRepaint()
-
-
-class ClassStyler(QgsProcessingLayerPostProcessorInterface):
-    """Applies apply_class_palette() when Processing adds a class map (its loader ignores the default style)."""
-
-    _instances = []  # Processing keeps a raw pointer: keep the Python objects alive
+class ClassStyler(PaletteStyler):
+    """The classes' palette, applied when Processing adds a class map (its loader ignores the default style)."""
 
     def __init__(self, names):
-        super().__init__()
-        self.names = list(names)
-
-    @classmethod
-    def create(cls, names):
-        styler = cls(names)
-        cls._instances.append(styler)
-        return styler
-
-    def postProcessLayer(self, layer, context, feedback):  # noqa: N802 - QGIS API
-        if isinstance(layer, QgsRasterLayer):
-            apply_class_palette(layer, self.names)
+        super().__init__(class_entries(names))

@@ -21,9 +21,8 @@ from qgis.core import (
 )
 
 from ..analysis import classify, model_file
-from ..analysis.regions import polygon_pixels
 from ..analysis.report import report_html
-from ..analysis.sampling import sample
+from ..analysis.training_samples import collect_samples
 from ..loaders.errors import Cancelled, GeoEmbedError
 from ..loaders.open import open_embeddings
 from ..loaders.raster.writer import OutputSpec, check_destination, provenance_metadata, write_rasters
@@ -77,8 +76,7 @@ class TrainAlgorithm(GeoEmbedAlgorithm):
             features, labels, xs, ys, class_names = self._samples(parameters, context, feedback, raster)
             counts = np.bincount(labels, minlength=len(class_names))
             feedback.setProgressText(self.tr("Cross-validating with spatial blocks"))
-            block = block_size(xs, ys)
-            groups = classify.spatial_blocks(xs, ys, block)
+            groups, note = cv_groups(xs, ys)
             predicted = classify.cross_validate(features, labels, groups, method)
             result = classify.metrics(labels, predicted, list(range(len(class_names)))) if predicted is not None else None
             if result is not None:
@@ -103,7 +101,6 @@ class TrainAlgorithm(GeoEmbedAlgorithm):
         outputs["METRICS"] = json.dumps(_metrics_json(class_names, counts, result))
         report_path = self.parameterAsFileOutput(parameters, "OUTPUT_REPORT", context) if parameters.get("OUTPUT_REPORT") else ""
         if report_path:
-            note = f"{len(np.unique(groups))} spatial blocks of {block:g} map units, grouped into up to 5 folds."
             with atomic_file(report_path) as tmp, open(tmp, "w", encoding="utf-8") as out:
                 out.write(report_html("GeoEmbed classifier report", class_names, counts, method, result, note))
             outputs["OUTPUT_REPORT"] = report_path
@@ -123,26 +120,9 @@ class TrainAlgorithm(GeoEmbedAlgorithm):
         if len(class_names) < 2:
             raise QgsProcessingException(f"TRAINING has a single class ({class_names[0]}); a classifier needs at least two.")
         index = {name: i for i, name in enumerate(class_names)}
-        values, labels, xs, ys = [], [], [], []
-        points = [(f, g) for f, g in entries if g[0] == "point"]
-        if points:
-            px = np.array([g[1][0] for _, g in points])
-            py = np.array([g[1][1] for _, g in points])
-            sampled, valid = sample(raster, px, py)
-            values.append(sampled[valid])
-            labels.extend(index[str(f[field])] for (f, _), ok in zip(points, valid) if ok)
-            xs.append(px[valid])
-            ys.append(py[valid])
-        grid = raster.grid
-        for seed, (feature, (kind, rings)) in enumerate(entries):
-            if kind != "polygon":
-                continue
-            pixels, cols, rows = polygon_pixels(raster, rings, MAX_PIXELS_PER_POLYGON, seed)
-            values.append(pixels)
-            labels.extend([index[str(feature[field])]] * len(pixels))
-            xs.append(grid.x0 + (cols + 0.5) * grid.res_x)
-            ys.append(grid.y0 - (rows + 0.5) * grid.res_y)
-        labels = np.array(labels, dtype=np.int64)
+        targets = [(index[str(feature[field])], geometry) for feature, geometry in entries]
+        features, labels, xs, ys = collect_samples(raster, targets, MAX_PIXELS_PER_POLYGON)
+        labels = labels.astype(np.int64)
         if len(labels) == 0:
             raise QgsProcessingException("No TRAINING feature lies on a valid pixel of INPUT; check that they overlap.")
         present = np.unique(labels)
@@ -150,7 +130,7 @@ class TrainAlgorithm(GeoEmbedAlgorithm):
             raise QgsProcessingException(
                 f"Only the class {class_names[present[0]]} lies on valid pixels of INPUT; a classifier needs at least two."
             )
-        return np.concatenate(values), labels, np.concatenate(xs), np.concatenate(ys), class_names
+        return features, labels, xs, ys, class_names
 
 
 class ClassifyAlgorithm(GeoEmbedAlgorithm):
@@ -374,6 +354,13 @@ def block_size(xs, ys):
     """Spatial CV blocks: a fifth of the larger side of the samples' extent (at least one pixel apart)."""
     span = max(float(np.ptp(xs)), float(np.ptp(ys)))
     return span / 5 if span > 0 else 1.0
+
+
+def cv_groups(xs, ys):
+    """(spatial block of each sample, the reports' note on them) for the blocked cross-validation."""
+    block = block_size(xs, ys)
+    groups = classify.spatial_blocks(xs, ys, block)
+    return groups, f"{len(np.unique(groups))} spatial blocks of {block:g} map units, grouped into up to 5 folds."
 
 
 def natural_order(text):

@@ -9,12 +9,8 @@ from qgis.core import (
     QgsFeatureSink,
     QgsField,
     QgsFields,
-    QgsGradientColorRamp,
-    QgsGradientStop,
     QgsMapLayer,
-    QgsPalettedRasterRenderer,
     QgsProcessingException,
-    QgsProcessingLayerPostProcessorInterface,
     QgsProcessingOutputNumber,
     QgsProcessingOutputString,
     QgsProcessingParameterFeatureSink,
@@ -24,7 +20,6 @@ from qgis.core import (
     QgsProcessingUtils,
     QgsRasterLayer,
 )
-from qgis.PyQt.QtGui import QColor
 
 from ..analysis import change, trajectory
 from ..analysis.resample import nearest
@@ -46,8 +41,9 @@ from ..qgis_compat import (
 )
 from . import settings
 from .base import FeedbackLog, GeoEmbedAlgorithm
-from .change import DistanceStyler
+from .change import fixed_threshold, warn_unless_separable
 from .inputs import layer_location
+from .styles import PaletteStyler, RampStyler, apply_palette, blue_magenta_yellow_ramp
 
 RASTER_OUTPUTS = (  # parameter, what produce() calls it, description
     ("OUTPUT", "distance", "Cosine distance between consecutive years (one band per pair)"),
@@ -114,7 +110,7 @@ class TrajectoryAlgorithm(GeoEmbedAlgorithm):
 
     def execute(self, parameters, context, feedback):
         log = FeedbackLog(feedback)
-        threshold = self._threshold(parameters, context)
+        threshold = fixed_threshold(self, parameters, context)
         paths = {}
         for name, _, _ in RASTER_OUTPUTS:
             if name == "OUTPUT" or parameters.get(name):
@@ -147,11 +143,7 @@ class TrajectoryAlgorithm(GeoEmbedAlgorithm):
                 threshold, separability = series.automatic_threshold()
                 pairs = int(series.counts.sum())
                 log.info(f"Automatic threshold (Otsu on {pairs} consecutive distances): {threshold:.4f}.")
-                if separability < 0.5:
-                    log.warning(
-                        f"The distances do not fall into two clear groups (Otsu separability {separability:.2f}); "
-                        "the automatic threshold may mark ordinary differences as change: set THRESHOLD yourself."
-                    )
+                warn_unless_separable(log, separability)
             series.threshold = threshold
             ramp_top = max(series.percentile(99.0), 2 * threshold, 1e-3)
             try:
@@ -166,17 +158,6 @@ class TrajectoryAlgorithm(GeoEmbedAlgorithm):
             for raster in rasters:
                 raster.close()
         return self._results(context, series, labels, paths, table, ramp_top, log)
-
-    def _threshold(self, parameters, context):
-        """The fixed threshold, or None for automatic."""
-        if parameters.get("THRESHOLD") in (None, ""):
-            return None
-        value = self.parameterAsDouble(parameters, "THRESHOLD", context)
-        if value < 0:
-            return None
-        if value >= change.MAX_DISTANCE:
-            raise QgsProcessingException(f"THRESHOLD must be below 2 (the largest cosine distance), got {value:g}.")
-        return value
 
     def _sources(self, parameters, context):
         """The file, folder or URL behind each INPUT item; a folder of GeoEmbed GeoTIFFs (geoembed:load with YEARS)
@@ -337,9 +318,9 @@ class TrajectoryAlgorithm(GeoEmbedAlgorithm):
             details = context.layerToLoadOnCompletionDetails(path)
             details.name = LAYER_NAMES[name]
             if name == "OUTPUT_BREAK_YEAR":
-                details.setPostProcessor(BreakYearStyler.create(labels[1:]))
+                details.setPostProcessor(PaletteStyler.create(year_entries(labels[1:])))
             else:
-                details.setPostProcessor(DistanceStyler.create(0.0, ramp_top))
+                details.setPostProcessor(RampStyler.create(0.0, ramp_top))
         if table is not None:
             outputs["OUTPUT_TABLE"] = table
         return outputs
@@ -379,53 +360,26 @@ def remove_outputs(paths):
 # --- the break year: one colour per year, in year order --------------------------------------------
 
 
-def year_colours(labels):
-    """[(label, QColor)] along a dark blue - magenta - yellow ramp (early years dark, late years bright)."""
-    ramp = QgsGradientColorRamp(QColor(13, 8, 135), QColor(240, 249, 33))
-    ramp.setStops([QgsGradientStop(0.5, QColor(204, 71, 120))])
+def year_entries(labels):
+    """[(year, name, QColor)] along the blue - magenta - yellow ramp (early years dark, late years bright)."""
+    ramp = blue_magenta_yellow_ramp()
     count = max(1, len(labels) - 1)
-    return [(label, ramp.color(index / count)) for index, label in enumerate(labels)]
-
-
-def apply_break_year_palette(layer, labels):
-    classes = [QgsPalettedRasterRenderer.Class(int(label), colour, str(label)) for label, colour in year_colours(labels)]
-    layer.setRenderer(QgsPalettedRasterRenderer(layer.dataProvider(), 1, classes))
-    layer.triggerRepaint()
+    return [(int(label), str(label), ramp.color(index / count)) for index, label in enumerate(labels)]
 
 
 def add_break_year_style(path, labels):
     """Colour table in the GeoTIFF (for any software) and a default QGIS style listing just the years."""
+    entries = year_entries(labels)
     dataset = gdal.Open(path, gdal.GA_Update)
     band = dataset.GetRasterBand(1)
     table = gdal.ColorTable()
     for value in range(int(max(labels)) + 1):
         table.SetColorEntry(value, (0, 0, 0, 0))
-    for label, colour in year_colours(labels):
-        table.SetColorEntry(int(label), (colour.red(), colour.green(), colour.blue(), 255))
+    for value, _, colour in entries:
+        table.SetColorEntry(value, (colour.red(), colour.green(), colour.blue(), 255))
     band.SetRasterColorTable(table)
     band = None
     dataset = None
     layer = QgsRasterLayer(path, "break year", "gdal")
-    apply_break_year_palette(layer, labels)
+    apply_palette(layer, entries)
     save_default_style(layer)
-
-
-class BreakYearStyler(QgsProcessingLayerPostProcessorInterface):
-    """The break-year map drawn with one colour per year when Processing adds it (its loader ignores the default
-    style, and from the colour table QGIS would list every entry)."""
-
-    _instances = []  # Processing keeps a raw pointer: keep the Python objects alive
-
-    def __init__(self, labels):
-        super().__init__()
-        self.labels = list(labels)
-
-    @classmethod
-    def create(cls, labels):
-        styler = cls(labels)
-        cls._instances.append(styler)
-        return styler
-
-    def postProcessLayer(self, layer, context, feedback):  # noqa: N802 - QGIS API
-        if isinstance(layer, QgsRasterLayer):
-            apply_break_year_palette(layer, self.labels)

@@ -10,21 +10,17 @@ from qgis.core import (
     QgsFeatureSink,
     QgsField,
     QgsFields,
-    QgsPalettedRasterRenderer,
     QgsProcessingException,
-    QgsProcessingLayerPostProcessorInterface,
     QgsProcessingOutputNumber,
     QgsProcessingParameterFeatureSink,
     QgsProcessingParameterFileDestination,
     QgsProcessingParameterRasterDestination,
     QgsProcessingParameterRasterLayer,
-    QgsRasterLayer,
 )
-from qgis.PyQt.QtGui import QColor
 
 from ..analysis import change, transitions
 from ..analysis.resample import nearest
-from ..loaders.raster.class_map import ClassMap
+from ..loaders.raster.single_band import open_class_map
 from ..loaders.raster.writer import OutputSpec, check_destination, provenance_metadata, write_rasters
 from ..loaders.remote.locations import atomic_file, basename
 from ..qgis_compat import (
@@ -34,11 +30,10 @@ from ..qgis_compat import (
     FIELD_STRING,
     SOURCE_VECTOR,
     WKB_NO_GEOMETRY,
-    save_default_style,
 )
 from .base import FeedbackLog, GeoEmbedAlgorithm
 from .inputs import input_path
-from .styles import class_colour
+from .styles import PaletteStyler, class_colour, write_palette
 
 UNCHANGED_GREY = (200, 200, 200)
 
@@ -48,7 +43,7 @@ class TransitionsAlgorithm(GeoEmbedAlgorithm):
     DISPLAY_NAME = "Transitions between two class maps"
     GROUP = "Analyse"
     GROUP_ID = "analyse"
-    PATH_INPUTS = ("INPUT", "INPUT_2")  # files are read by ClassMap, which says what is wrong with them
+    PATH_INPUTS = ("INPUT", "INPUT_2")  # files are read by open_class_map, which says what is wrong with them
 
     def initAlgorithm(self, config=None):
         self.addParameter(QgsProcessingParameterRasterLayer("INPUT", self.tr("Class map, before (e.g. from Classify)")))
@@ -77,12 +72,12 @@ class TransitionsAlgorithm(GeoEmbedAlgorithm):
         output = self.parameterAsOutputLayer(parameters, "OUTPUT", context)
         check_destination(output)  # before any reading
         report = self.parameterAsFileOutput(parameters, "OUTPUT_REPORT", context) if parameters.get("OUTPUT_REPORT") else ""
-        before = ClassMap(input_path(self, parameters, "INPUT", context), "INPUT")
+        before = open_class_map(input_path(self, parameters, "INPUT", context), "INPUT")
         after = placed = None
         try:
-            after = ClassMap(input_path(self, parameters, "INPUT_2", context), "INPUT_2")
+            after = open_class_map(input_path(self, parameters, "INPUT_2", context), "INPUT_2")
             placed = self._on_grid(before, after, log)
-            counted = transitions.Transitions(before, placed or after, before.names, after.names)
+            counted = transitions.Transitions(before, placed or after, before.class_names, after.class_names)
             feedback.setProgressText(self.tr("Counting transitions"))
             counted.count(lambda f: log.progress(0.5 * f), log.is_cancelled)
             if counted.valid_pixels == 0:
@@ -118,7 +113,7 @@ class TransitionsAlgorithm(GeoEmbedAlgorithm):
         if context.willLoadLayerOnCompletion(output):
             details = context.layerToLoadOnCompletionDetails(output)
             details.name = "Transitions"
-            details.setPostProcessor(TransitionStyler.create(entries))
+            details.setPostProcessor(PaletteStyler.create(entries))
         return outputs
 
     def _on_grid(self, before, after, log):
@@ -147,7 +142,7 @@ class TransitionsAlgorithm(GeoEmbedAlgorithm):
         data_type = gdal.GDT_Byte if pairs < 255 else gdal.GDT_UInt16 if pairs < 65535 else gdal.GDT_UInt32
         spec = OutputSpec(output, ("transition",), data_type, 0, meta)
         write_rasters(before.grid, [spec], counted.produce, lambda f: log.progress(0.5 + 0.5 * f), log.is_cancelled)
-        write_transition_palette(output, entries)
+        write_palette(output, entries, "transitions")
 
     def _table(self, parameters, context, counted):
         """One row per from-class: its value and name, hectares to each class, then pixels to each class."""
@@ -206,49 +201,3 @@ def legend(counted, maps):
             changed += 1
             entries.append((code, counted.pair_label(code), class_colour(changed)))
     return entries
-
-
-def write_transition_palette(path, entries):
-    """Category names (and a colour table for Byte maps) in the GeoTIFF, and a default QGIS style beside it."""
-    dataset = gdal.Open(path, gdal.GA_Update)
-    band = dataset.GetRasterBand(1)
-    if band.DataType == gdal.GDT_Byte:
-        table = gdal.ColorTable()
-        table.SetColorEntry(0, (0, 0, 0, 0))
-        for code, _, colour in entries:
-            table.SetColorEntry(code, (*colour, 255))
-        band.SetRasterColorTable(table)
-    names = ["nodata"] + [""] * len(entries)
-    for code, label, _ in entries:
-        names[code] = label
-    band.SetRasterCategoryNames(names)
-    dataset = None
-    layer = QgsRasterLayer(path, "transitions", "gdal")
-    apply_transition_palette(layer, entries)
-    save_default_style(layer)
-
-
-def apply_transition_palette(layer, entries):
-    classes = [QgsPalettedRasterRenderer.Class(code, QColor(*colour), label) for code, label, colour in entries]
-    layer.setRenderer(QgsPalettedRasterRenderer(layer.dataProvider(), 1, classes))
-    layer.triggerRepaint()
-
-
-class TransitionStyler(QgsProcessingLayerPostProcessorInterface):
-    """Applies apply_transition_palette() when Processing adds the map (its loader ignores the default style)."""
-
-    _instances = []  # Processing keeps a raw pointer: keep the Python objects alive
-
-    def __init__(self, entries):
-        super().__init__()
-        self.entries = list(entries)
-
-    @classmethod
-    def create(cls, entries):
-        styler = cls(entries)
-        cls._instances.append(styler)
-        return styler
-
-    def postProcessLayer(self, layer, context, feedback):  # noqa: N802 - QGIS API
-        if isinstance(layer, QgsRasterLayer):
-            apply_transition_palette(layer, self.entries)

@@ -22,7 +22,7 @@ import numpy as np
 from osgeo import gdal
 
 from .. import catalog
-from ..errors import GeoEmbedError
+from ..errors import GeoEmbedError, YearNotFound
 from ..limits import check_npy_file
 from ..raster.gdal_io import crs_string, open_raster, read_window
 from ..raster.geotiff_tile import GeoTiffTile, embedding_decoder
@@ -360,7 +360,8 @@ def manifest_rows(manifest, name, wgs84, year, requested, log, marked=None):
     rows = [row for row in rows if row["tessera_version"] in (None, found)]
     if not rows:
         when = year if year not in (None, "all") else "any year"
-        raise GeoEmbedError(
+        missing = YearNotFound if year not in (None, "all") else GeoEmbedError  # a YEARS run skips a missing year
+        raise missing(
             f"The Tessera {found.name} manifest lists no tile for the extent {fmt(wgs84)} in {when}; check EXTENT and YEAR."
         )
     years = sorted({int(row["year"]) for row in rows})

@@ -14,11 +14,8 @@ import pytest
 from osgeo import gdal, ogr, osr
 from pyproj import Transformer
 
-from tests.e2e.helpers import json_of, leftovers, output_of
+from tests.e2e.helpers import BANDS, NODATA, assert_fails_cleanly, json_of, output_of, tile_31n
 from tests.fixtures.aef import PATCH_DEG, expected_values, patch_centre, tile_codes
-
-BANDS = [f"A{i:02d}" for i in range(64)]
-NODATA = -9999.0
 
 
 def run_args(algorithm, **params):
@@ -80,8 +77,7 @@ def tile(aef_mirror, aef_specs, tmp_path_factory):
 
 def embedding_tile(aef_mirror, aef_specs, folder):
     """The 2024 31N tile with a nodata box: raw path and an embedding GeoTIFF written from it into folder."""
-    spec = next(s for s in aef_specs if s.year == 2024 and s.zone == "31N" and s.nodata_boxes)
-    raw = aef_mirror / "v1" / "annual" / spec.relative_path
+    spec, raw = tile_31n(aef_mirror, aef_specs, 2024)
     path = folder / "embeddings.tif"
     result = Tile(spec, path, raw)
     rows, cols = result.shape
@@ -292,10 +288,4 @@ def test_bad_input_fails_cleanly(qgis_process, tile, tmp_path, case):
     if algorithm == "train":
         params.update(OUTPUT_MODEL=out / "model.npz", OUTPUT_REPORT=out / "report.html")
     completed = qgis_process(*run_args(algorithm, **params))
-    text = output_of(completed)
-    assert completed.returncode != 0, text
-    lines = [line for line in text.splitlines() if all(word.lower() in line.lower() for word in words)]
-    assert lines, f"no line with {words} in:\n{text}"
-    assert "Traceback" not in text, text
-    assert not out.exists() or list(out.iterdir()) == [], list(out.iterdir())
-    assert leftovers(tmp_path) == []
+    assert_fails_cleanly(completed, words, out, tmp_path)

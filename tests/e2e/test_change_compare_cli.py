@@ -7,30 +7,11 @@ import csv
 
 import numpy as np
 import pytest
-from osgeo import gdal, osr
+from osgeo import gdal
 
-from tests.e2e.helpers import json_of, leftovers, output_of
-from tests.e2e.test_analysis_cli import BANDS, NODATA, Tile, log_text, run_args, write_points
+from tests.e2e.helpers import NODATA, assert_fails_cleanly, json_of, output_of, tile_31n, write_embedding
+from tests.e2e.test_analysis_cli import Tile, log_text, run_args, write_points
 from tests.fixtures.aef import tile_codes
-
-
-def write_embedding(path, values, tile, product="aef", names=None):
-    """A GeoEmbed-style Float32 GeoTIFF on the tile's grid."""
-    names = names or BANDS[: values.shape[0]]
-    rows, cols = values.shape[1:]
-    dataset = gdal.GetDriverByName("GTiff").Create(str(path), cols, rows, values.shape[0], gdal.GDT_Float32)
-    dataset.SetGeoTransform((tile.x0, 10.0, 0.0, tile.y0, 0.0, -10.0))
-    srs = osr.SpatialReference()
-    srs.ImportFromEPSG(tile.spec.epsg)
-    dataset.SetProjection(srs.ExportToWkt())
-    dataset.SetMetadata({"GEOEMBED_PRODUCT": product})
-    for index in range(values.shape[0]):
-        band = dataset.GetRasterBand(index + 1)
-        band.SetDescription(names[index])
-        band.SetNoDataValue(NODATA)
-        band.WriteArray(values[index].astype(np.float32))
-    dataset = None
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -39,8 +20,7 @@ def tiles(aef_mirror, aef_specs, tmp_path_factory):
     out = {}
     folder = tmp_path_factory.mktemp("e2e-change")
     for year in (2024, 2023):
-        spec = next(s for s in aef_specs if s.year == year and s.zone == "31N" and s.nodata_boxes)
-        raw = aef_mirror / "v1" / "annual" / spec.relative_path
+        spec, raw = tile_31n(aef_mirror, aef_specs, year)
         out[year] = Tile(spec, folder / f"embeddings_{year}.tif", raw)
     write_embedding(out[2024].path, out[2024].values, out[2024])
     return out
@@ -200,10 +180,4 @@ def test_bad_input_fails_cleanly(qgis_process, tiles, tmp_path, case):
     out = tmp_path / "out"
     params = {**build(tiles, tmp_path), **{key: out / name for key, name in names.items()}}
     completed = qgis_process(*run_args(algorithm, **params))
-    text = output_of(completed)
-    assert completed.returncode != 0, text
-    lines = [line for line in text.splitlines() if all(word.lower() in line.lower() for word in words)]
-    assert lines, f"no line with {words} in:\n{text}"
-    assert "Traceback" not in text, text
-    assert not out.exists() or list(out.iterdir()) == [], list(out.iterdir())
-    assert leftovers(tmp_path) == []
+    assert_fails_cleanly(completed, words, out, tmp_path)

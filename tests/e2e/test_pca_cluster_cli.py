@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from osgeo import gdal
 
-from tests.e2e.helpers import json_of, leftovers, output_of
-from tests.e2e.test_analysis_cli import BANDS, NODATA, embedding_tile, log_text, run_args
+from tests.e2e.helpers import BANDS, NODATA, assert_fails_cleanly, json_of
+from tests.e2e.test_analysis_cli import embedding_tile, log_text, run_args
 
 
 @pytest.fixture(scope="module")
@@ -147,10 +147,4 @@ def test_bad_input_fails_cleanly(qgis_process, tile, tmp_path, case):
     params = {"INPUT": tile.path, **build(tile, tmp_path), "OUTPUT": out / filename}
     params["OUTPUT_MODEL" if algorithm == "pca" else "OUTPUT_CENTROIDS"] = out / ("m.json" if algorithm == "pca" else "c.csv")
     completed = qgis_process(*run_args(algorithm, **params))
-    text = output_of(completed)
-    assert completed.returncode != 0, text
-    lines = [line for line in text.splitlines() if all(word.lower() in line.lower() for word in words)]
-    assert lines, f"no line with {words} in:\n{text}"
-    assert "Traceback" not in text, text
-    assert not out.exists() or list(out.iterdir()) == [], list(out.iterdir())
-    assert leftovers(tmp_path) == []
+    assert_fails_cleanly(completed, words, out, tmp_path)

@@ -13,6 +13,7 @@ from pyproj import Transformer
 
 from tests.e2e.helpers import json_of, leftovers, output_of
 from tests.e2e.test_analysis_cli import BANDS, embedding_tile, log_text, run_args, write_points
+from tests.support.polygons import inside_polygons, pixel_centres
 
 
 @pytest.fixture(scope="module")
@@ -46,24 +47,12 @@ def write_zones(path, zones):
     return path
 
 
-def winding_inside(x, y, ring):
-    ring = list(ring) + [ring[0]]
-    wn = np.zeros(np.shape(x), dtype=np.int64)
-    for (ax, ay), (bx, by) in zip(ring[:-1], ring[1:]):
-        cross = (bx - ax) * (y - ay) - (x - ax) * (by - ay)
-        wn += (ay <= y) & (by > y) & (cross > 0)
-        wn -= (ay > y) & (by <= y) & (cross < 0)
-    return wn != 0
-
-
 def expected(tile, lonlat_parts):
     """(normalised mean, spread, pixels) from the de-quantised tile over the pixel centres inside the parts."""
     to_utm = Transformer.from_crs("EPSG:4326", f"EPSG:{tile.spec.epsg}", always_xy=True)
     rows, cols = tile.shape
-    gx, gy = np.meshgrid(tile.x0 + (np.arange(cols) + 0.5) * tile.res, tile.y0 - (np.arange(rows) + 0.5) * tile.res)
-    inside = np.zeros(tile.shape, dtype=bool)
-    for ring in lonlat_parts:
-        inside |= winding_inside(gx, gy, list(zip(*to_utm.transform(*zip(*ring)))))
+    centres = pixel_centres(tile.x0, tile.y0, tile.res, tile.res, cols, rows)
+    inside = inside_polygons(*centres, [[list(zip(*to_utm.transform(*zip(*ring))))] for ring in lonlat_parts])
     take = inside & tile.valid
     vectors = tile.values[:, take].T.astype(np.float64)
     if not len(vectors):

@@ -2,8 +2,9 @@
 
 import pytest
 from qgis.core import QgsApplication, QgsProject, QgsRasterLayer
+from qgis.PyQt.QtCore import QCoreApplication, QEvent
 
-from .helpers import RUNNERS, case_setup
+from .helpers import RUNNERS, case_setup, settle
 
 PROVIDER_ID = "geoembed"
 
@@ -124,3 +125,57 @@ def layer_tree_view(qgis_iface):
     view.setModel(model)
     qgis_iface.layerTreeView = lambda: view
     yield view
+
+
+# --- the dock panel, as a user opens it (tests/qgis/test_dock*.py) ---------------------------------
+
+
+@pytest.fixture()
+def iface(qgis_iface, monkeypatch):
+    """pytest-qgis's iface with the raster-menu and dock calls real QGIS has (recorded in iface.calls)."""
+    calls = []
+    for method in ("addPluginToRasterMenu", "removePluginRasterMenu"):
+        monkeypatch.setattr(qgis_iface, method, lambda menu, action, m=method: calls.append((m, action)), raising=False)
+    monkeypatch.setattr(qgis_iface, "removeDockWidget", lambda dock: calls.append(("removeDockWidget", dock)), raising=False)
+    monkeypatch.setattr(qgis_iface, "addDockWidget", lambda area, dock: calls.append(("addDockWidget", dock)))
+    qgis_iface.calls = calls
+    for level in qgis_iface.messageBar().messages.values():
+        level.clear()
+    return qgis_iface
+
+
+@pytest.fixture()
+def saved_settings():
+    """Whatever a test stores in the GeoEmbed settings is put back afterwards."""
+    from geoembed.providers import settings
+
+    before = (settings.cache_dir(), settings.output_dir(), settings.aef_mirror(), settings.crs_policy())
+    yield
+    settings.set_cache_dir("" if before[0] == str(settings.default_cache_dir()) else before[0])
+    settings.set_output_dir(before[1])
+    settings.set_aef_mirror(before[2])
+    settings.set_crs_policy(before[3])
+
+
+@pytest.fixture()
+def plugin(iface, saved_settings, tmp_path):
+    """The plugin started in QGIS (outputs into tmp_path); unloaded afterwards with every layer removed."""
+    from geoembed import classFactory
+    from geoembed.providers import settings
+
+    settle()
+    QgsProject.instance().removeAllMapLayers()
+    settings.set_output_dir(str(tmp_path))
+    plugin = classFactory(iface)
+    plugin.initGui()
+    yield plugin
+    settle()
+    plugin.unload()
+    QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+    QgsProject.instance().removeAllMapLayers()
+    settle()
+
+
+@pytest.fixture()
+def dock(plugin):
+    return plugin.show_panel(True)

@@ -82,6 +82,19 @@ def settle(timeout=60.0):
         QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
 
 
+def wait_for(job, timeout=120.0):
+    """Let Qt run a panel's run (or background call) and deliver its signals until it is over (job.done)."""
+    assert job is not None, "the panel did not start a run (or background call)"
+    name = job.algorithm.id() if hasattr(job, "algorithm") else "the background call"
+    deadline = time.monotonic() + timeout
+    while not job.done:
+        QCoreApplication.processEvents()
+        time.sleep(0.005)
+        assert time.monotonic() < deadline, f"{name} did not finish in {timeout} s"
+    QCoreApplication.processEvents()
+    return job
+
+
 # --- expectations ----------------------------------------------------------------------------
 
 _TO_UTM = {}
@@ -156,6 +169,17 @@ def read_points(layer, lonlats, bands):
         samples = {band: provider.sample(point, band) for band in bands}
         readings[(lon, lat)] = (identified.results(), samples)
     return readings
+
+
+def provider_values(layer, band=1):
+    """Every value of a band as QGIS's raster provider reads it (rows from the north), NaN where it says nodata."""
+    block = layer.dataProvider().block(band, layer.extent(), layer.width(), layer.height())
+    out = np.full((layer.height(), layer.width()), np.nan)
+    for row in range(layer.height()):
+        for col in range(layer.width()):
+            if not block.isNoData(row, col):
+                out[row, col] = block.value(row, col)
+    return out
 
 
 def check_values(layer, specs, year, bands=(1, 2, 10, 17, 33, 64)):

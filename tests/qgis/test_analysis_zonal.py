@@ -14,6 +14,7 @@ from qgis.core import QgsFeature, QgsGeometry, QgsPointXY, QgsVectorLayer
 from qgis.PyQt.QtCore import QByteArray
 
 from geoembed.qgis_compat import FIELD_DOUBLE, FIELD_LONGLONG
+from tests.support.polygons import inside_polygons, pixel_centres
 
 from .refusals import assert_refused
 from .test_analysis_algorithms import (
@@ -52,25 +53,10 @@ def closed(ring):
     return list(ring) + [ring[0]]
 
 
-def winding_inside(x, y, ring):
-    ring = closed(ring)
-    wn = np.zeros(np.shape(x), dtype=np.int64)
-    for (ax, ay), (bx, by) in zip(ring[:-1], ring[1:]):
-        cross = (bx - ax) * (y - ay) - (x - ax) * (by - ay)
-        wn += (ay <= y) & (by > y) & (cross > 0)
-        wn -= (ay > y) & (by <= y) & (cross < 0)
-    return wn != 0
-
-
 def centres_inside(emb, parts):
     """(rows, cols) bool of pixel centres inside any part (a list of outer rings in the raster's CRS)."""
-    xs = emb.x0 + (np.arange(emb.width) + 0.5) * emb.res
-    ys = emb.y0 - (np.arange(emb.height) + 0.5) * emb.res
-    gx, gy = np.meshgrid(xs, ys)
-    inside = np.zeros(gx.shape, dtype=bool)
-    for ring in parts:
-        inside |= winding_inside(gx, gy, ring)
-    return inside
+    centres = pixel_centres(emb.x0, emb.y0, emb.res, emb.res, emb.width, emb.height)
+    return inside_polygons(*centres, [[ring] for ring in parts])
 
 
 def expected(emb, parts, all_touched_pixel=None):

@@ -4,7 +4,6 @@ are read back through QGIS's raster provider and checked against values computed
 import json
 import os
 import threading
-import time
 from pathlib import Path
 
 import numpy as np
@@ -32,24 +31,12 @@ from geoembed.providers import settings
 from geoembed.ui.dock import GeoEmbedDock
 from geoembed.ui.menu import ENTRIES, PANEL_ACTION
 
-from .helpers import EXTENT_BOX, settle
+from .helpers import EXTENT_BOX, provider_values, wait_for
 
 SCREENSHOT = Path(__file__).resolve().parents[2] / "build" / "screenshots" / "dock_similarity.png"
 
 
 # --- driving the panel ---------------------------------------------------------------------------
-
-
-def wait_for(run, timeout=120.0):
-    """Let Qt run the task and deliver its signals until the run is over."""
-    assert run is not None, "the panel did not start a run"
-    deadline = time.monotonic() + timeout
-    while not run.done:
-        QCoreApplication.processEvents()
-        time.sleep(0.005)
-        assert time.monotonic() < deadline, f"{run.algorithm.id()} did not finish in {timeout} s"
-    QCoreApplication.processEvents()
-    return run
 
 
 def click(tool, canvas, point, button=Qt.MouseButton.LeftButton, modifiers=Qt.KeyboardModifier.NoModifier):
@@ -102,64 +89,7 @@ class Embeddings:
             return np.einsum("bij,b->ij", self.values, query) / norms
 
 
-def provider_values(layer, band=1):
-    """Every value of a band as QGIS's raster provider reads it (rows from the north), NaN where it says nodata."""
-    provider = layer.dataProvider()
-    block = provider.block(band, layer.extent(), layer.width(), layer.height())
-    out = np.full((layer.height(), layer.width()), np.nan)
-    for row in range(layer.height()):
-        for col in range(layer.width()):
-            if not block.isNoData(row, col):
-                out[row, col] = block.value(row, col)
-    return out
-
-
 # --- fixtures --------------------------------------------------------------------------------------
-
-
-@pytest.fixture()
-def iface(qgis_iface, monkeypatch):
-    """pytest-qgis's iface with the raster-menu and dock calls real QGIS has (recorded)."""
-    calls = []
-    for method in ("addPluginToRasterMenu", "removePluginRasterMenu"):
-        monkeypatch.setattr(qgis_iface, method, lambda menu, action, m=method: calls.append((m, action)), raising=False)
-    monkeypatch.setattr(qgis_iface, "removeDockWidget", lambda dock: calls.append(("removeDockWidget", dock)), raising=False)
-    monkeypatch.setattr(qgis_iface, "addDockWidget", lambda area, dock: calls.append(("addDockWidget", dock)))
-    qgis_iface.calls = calls
-    for level in qgis_iface.messageBar().messages.values():
-        level.clear()
-    return qgis_iface
-
-
-@pytest.fixture()
-def saved_settings():
-    """Whatever a test stores in the GeoEmbed settings is put back afterwards."""
-    before = (settings.cache_dir(), settings.output_dir(), settings.aef_mirror(), settings.crs_policy())
-    yield
-    settings.set_cache_dir("" if before[0] == str(settings.default_cache_dir()) else before[0])
-    settings.set_output_dir(before[1])
-    settings.set_aef_mirror(before[2])
-    settings.set_crs_policy(before[3])
-
-
-@pytest.fixture()
-def plugin(iface, saved_settings, tmp_path):
-    settle()
-    QgsProject.instance().removeAllMapLayers()
-    settings.set_output_dir(str(tmp_path))
-    plugin = classFactory(iface)
-    plugin.initGui()
-    yield plugin
-    settle()
-    plugin.unload()
-    QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
-    QgsProject.instance().removeAllMapLayers()
-    settle()
-
-
-@pytest.fixture()
-def dock(plugin):
-    return plugin.show_panel(True)
 
 
 @pytest.fixture()

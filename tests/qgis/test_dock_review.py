@@ -2,34 +2,20 @@
 the map, retrained; the new heatmap (or class map) read back through QGIS's raster provider changes where the marks
 said. A query saved from the panel runs again through Processing with QUERY_FILE and gives the same heatmap."""
 
-import time
-
 import numpy as np
 import pytest
 from qgis.core import QgsProject, QgsRasterLayer
-from qgis.PyQt.QtCore import QCoreApplication
 from qgis.PyQt.QtGui import QColor
 
 from geoembed.analysis import query_file
 from geoembed.ui.review_list import OPEN, RIGHT, WRONG
 
-from .test_dock import click, dock, iface, label_cells, layers_named, loaded, plugin, provider_values, saved_settings, wait_for
+from .helpers import provider_values, wait_for
+from .test_dock import click, label_cells, layers_named, loaded
 
-__all__ = ["dock", "iface", "loaded", "plugin", "saved_settings"]  # the fixtures of test_dock this module uses
+__all__ = ["loaded"]  # the fixture of test_dock this module uses
 
 pytest.importorskip("sklearn")  # the class review trains k-nearest neighbours
-
-
-def wait_until(call, timeout=120.0):
-    """Let Qt run a background call (BackgroundCall) until it is over."""
-    assert call is not None, "the panel did not start a background call"
-    deadline = time.monotonic() + timeout
-    while not call.done:
-        QCoreApplication.processEvents()
-        time.sleep(0.005)
-        assert time.monotonic() < deadline, f"the background call did not finish in {timeout} s"
-    QCoreApplication.processEvents()
-    return call
 
 
 def cell_of(embeddings, point):
@@ -170,7 +156,7 @@ def test_review_a_class_then_correct_pixels_and_retrain(dock, loaded):
     panel.review_class.setCurrentIndex(names.index("water"))
     panel.review_count.setValue(6)
     panel.list_button.click()
-    wait_until(panel.listing)
+    wait_for(panel.listing)
     review = panel.review
     assert review.count() == 6 and review.labels == ["water"] * 6
     classes = provider_values(QgsRasterLayer(classes_path, "c", "gdal"))
@@ -202,6 +188,6 @@ def test_review_a_class_then_correct_pixels_and_retrain(dock, loaded):
     forest_value = names.index("forest") + 1
     assert new_classes[cells[0]] == forest_value and new_classes[cells[1]] == forest_value
     assert (new_classes == water_value).sum() < (classes == water_value).sum()
-    wait_until(panel.listing)  # the retrain lists the reviewed class again
+    wait_for(panel.listing)  # the retrain lists the reviewed class again
     assert review.count() == 6 and cells[0] not in [cell_of(embeddings, p) for p in review.points]
     assert QgsProject.instance().mapLayersByName("GeoEmbed review (classes)")

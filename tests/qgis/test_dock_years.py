@@ -1,75 +1,21 @@
 """The Load tab with several years, driven like a user: the years typed, Load clicked, one styled layer per year read
 back through QGIS's raster provider."""
 
-import time
-
 import numpy as np
 import pytest
 from osgeo import gdal
 from qgis.core import Qgis, QgsCoordinateReferenceSystem, QgsProject, QgsRasterLayer, QgsRectangle
-from qgis.PyQt.QtCore import QCoreApplication, QEvent
 
-from geoembed import classFactory
 from geoembed.providers import settings
 
-from .helpers import EXTENT_BOX, settle
-
-# --- driving the panel (as in test_dock.py) -------------------------------------------------------------
-
-
-def wait_for(run, timeout=120.0):
-    """Let Qt run the task and deliver its signals until the run is over."""
-    assert run is not None, "the panel did not start a run"
-    deadline = time.monotonic() + timeout
-    while not run.done:
-        QCoreApplication.processEvents()
-        time.sleep(0.005)
-        assert time.monotonic() < deadline, f"{run.algorithm.id()} did not finish in {timeout} s"
-    QCoreApplication.processEvents()
-    return run
-
-
-def provider_values(layer, band=1):
-    """Every value of a band as QGIS's raster provider reads it (rows from the north), NaN where it says nodata."""
-    block = layer.dataProvider().block(band, layer.extent(), layer.width(), layer.height())
-    out = np.full((layer.height(), layer.width()), np.nan)
-    for row in range(layer.height()):
-        for col in range(layer.width()):
-            if not block.isNoData(row, col):
-                out[row, col] = block.value(row, col)
-    return out
+from .helpers import EXTENT_BOX, provider_values, wait_for
 
 
 @pytest.fixture()
-def iface(qgis_iface, monkeypatch):
-    """pytest-qgis's iface with the raster-menu and dock calls real QGIS has."""
-    for method in ("addPluginToRasterMenu", "removePluginRasterMenu"):
-        monkeypatch.setattr(qgis_iface, method, lambda menu, action: None, raising=False)
-    monkeypatch.setattr(qgis_iface, "removeDockWidget", lambda dock: None, raising=False)
-    monkeypatch.setattr(qgis_iface, "addDockWidget", lambda area, dock: None)
-    for level in qgis_iface.messageBar().messages.values():
-        level.clear()
-    return qgis_iface
-
-
-@pytest.fixture()
-def dock(iface, tmp_path):
-    before = (settings.output_dir(), settings.aef_mirror(), settings.crs_policy())
-    settle()
-    QgsProject.instance().removeAllMapLayers()
-    settings.set_output_dir(str(tmp_path))
+def dock(plugin):
+    """The panel (conftest's plugin), loading in UTM."""
     settings.set_crs_policy("utm")
-    plugin = classFactory(iface)
-    plugin.initGui()
-    yield plugin.show_panel(True)
-    settle()
-    plugin.unload()
-    QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
-    QgsProject.instance().removeAllMapLayers()
-    settle()
-    settings.set_output_dir(before[0])
-    settings.set_aef_mirror(before[1])
-    settings.set_crs_policy(before[2])
+    return plugin.show_panel(True)
 
 
 def set_extent(panel):

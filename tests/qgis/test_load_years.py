@@ -11,7 +11,7 @@ import pytest
 from osgeo import gdal
 from qgis.core import QgsRasterLayer
 
-from .helpers import EXTENT, RUNNERS, check_values, settle
+from .helpers import EXTENT, RUNNERS, check_values, provider_values, settle
 from .refusals import assert_refused
 
 runners = pytest.mark.parametrize("runner", list(RUNNERS))
@@ -21,17 +21,6 @@ def layer_of(path):
     layer = QgsRasterLayer(str(path), os.path.basename(str(path)), "gdal")
     assert layer.isValid(), f"QGIS cannot open {path}"
     return layer
-
-
-def band_values(layer, band):
-    """A band as QGIS's provider reads it (rows from the north), NaN where it says nodata."""
-    block = layer.dataProvider().block(band, layer.extent(), layer.width(), layer.height())
-    out = np.full((layer.height(), layer.width()), np.nan)
-    for row in range(layer.height()):
-        for col in range(layer.width()):
-            if not block.isNoData(row, col):
-                out[row, col] = block.value(row, col)
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +73,7 @@ def test_each_year_holds_the_single_year_load_of_that_year(years_run, runner, in
         got, expected = layer_of(path), layer_of(single["OUTPUT"])
         assert got.extent() == expected.extent() and (got.width(), got.height()) == (expected.width(), expected.height())
         for band in (1, 33, 64):
-            np.testing.assert_array_equal(band_values(got, band), band_values(expected, band))
+            np.testing.assert_array_equal(provider_values(got, band), provider_values(expected, band))
 
 
 @runners

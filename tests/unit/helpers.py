@@ -66,6 +66,17 @@ def assert_one_line(error):
     return message
 
 
+def cancel_after(answers):
+    """An is_cancelled that says no `answers` times, then yes (a Cancel clicked part-way through)."""
+    calls = []
+
+    def cancelled():
+        calls.append(1)
+        return len(calls) > answers
+
+    return cancelled
+
+
 class QuietLog:
     def __init__(self):
         self.infos, self.warnings = [], []

@@ -14,7 +14,7 @@ from geoembed.loaders.errors import Cancelled, GeoEmbedError
 from geoembed.loaders.model import NODATA
 from geoembed.loaders.raster.grid import Grid
 from geoembed.loaders.raster.writer import OutputSpec, write_rasters
-from tests.unit.helpers import assert_one_line
+from tests.unit.helpers import assert_one_line, cancel_after
 from tests.unit.test_analysis_memraster import MemRaster, make_grid, random_raster
 
 
@@ -206,14 +206,8 @@ def test_cancel_during_pass_one_removes_the_scratch_file(tmp_path):
     first, second = changed_pair()
     scratch = tmp_path / "scratch.npy"
     distances = change.ChangeDistances(first, second, str(scratch), block=16)
-    calls = []
-
-    def cancelled():
-        calls.append(1)
-        return len(calls) > 2
-
     with pytest.raises(Cancelled):
-        distances.compute(is_cancelled=cancelled)
+        distances.compute(is_cancelled=cancel_after(2))
     distances.close()
     assert list(tmp_path.iterdir()) == []
 

@@ -20,7 +20,7 @@ STRUCTURES = {4: ndimage.generate_binary_structure(2, 1), 8: ndimage.generate_bi
 
 
 class ArrayRaster:
-    """A single-band raster over a 2-D array; reads are counted."""
+    """A single-band raster over a 2-D array, read as (1, rows, cols) blocks like SingleBandRaster; reads are counted."""
 
     band_names = ("score",)
     provenance = None
@@ -35,7 +35,7 @@ class ArrayRaster:
         self.reads += 1
         rows = slice(window.row, window.row + window.height)
         cols = slice(window.col, window.col + window.width)
-        return EmbeddingBlock(self.values[rows, cols].copy(), self.valid[rows, cols].copy())
+        return EmbeddingBlock(self.values[np.newaxis, rows, cols].copy(), self.valid[rows, cols].copy())
 
     def close(self):
         self.closed = True

@@ -4,31 +4,14 @@ import numpy as np
 import pytest
 
 from geoembed.analysis.regions import feature_vectors, polygon_pixels
+from tests.support.polygons import inside_polygons, pixel_centres
 from tests.unit.test_analysis_memraster import random_raster
-
-
-def winding_inside(x, y, ring):
-    """Non-zero winding number test (independent of the even-odd rule the code uses); ring is closed."""
-    wn = np.zeros(np.shape(x), dtype=np.int64)
-    for (ax, ay), (bx, by) in zip(ring[:-1], ring[1:]):
-        cross = (bx - ax) * (y - ay) - (x - ax) * (by - ay)
-        wn += (ay <= y) & (by > y) & (cross > 0)
-        wn -= (ay > y) & (by <= y) & (cross < 0)
-    return wn != 0
 
 
 def brute_force_pixels(raster, polygons):
     """Set of (row, col) of valid pixels whose centre is inside any polygon (outer ring minus its holes)."""
     g = raster.grid
-    xs = g.x0 + (np.arange(g.width) + 0.5) * g.res_x
-    ys = g.y0 - (np.arange(g.height) + 0.5) * g.res_y
-    gx, gy = np.meshgrid(xs, ys)
-    inside = np.zeros(gx.shape, dtype=bool)
-    for outer, *holes in polygons:
-        here = winding_inside(gx, gy, outer)
-        for hole in holes:
-            here &= ~winding_inside(gx, gy, hole)
-        inside |= here
+    inside = inside_polygons(*pixel_centres(g.x0, g.y0, g.res_x, g.res_y, g.width, g.height), polygons)
     rows, cols = np.nonzero(inside & raster.valid)
     return set(zip(rows.tolist(), cols.tolist())), inside
 

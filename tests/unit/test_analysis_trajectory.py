@@ -12,7 +12,7 @@ from geoembed.analysis import trajectory
 from geoembed.loaders.errors import Cancelled, GeoEmbedError
 from geoembed.loaders.model import NODATA
 from geoembed.loaders.raster.writer import OutputSpec, write_rasters
-from tests.unit.helpers import assert_one_line
+from tests.unit.helpers import assert_one_line, cancel_after
 from tests.unit.test_analysis_memraster import MemRaster, make_grid, random_raster
 
 YEARS = [2019, 2020, 2021, 2022]
@@ -234,14 +234,8 @@ def test_other_bands_or_grids_or_one_year_are_refused(tmp_path):
 def test_cancel_stops_pass_one_and_reads_a_block_of_every_year_at_once(tmp_path):
     rasters = series(40, 40, bands=4)
     traj = trajectory.Trajectory(rasters, YEARS, str(tmp_path / "s.npy"), block=8)
-    calls = []
-
-    def cancelled():
-        calls.append(1)
-        return len(calls) > 3
-
     with pytest.raises(Cancelled):
-        traj.compute(is_cancelled=cancelled)
+        traj.compute(is_cancelled=cancel_after(3))
     traj.close()
     assert not os.path.exists(tmp_path / "s.npy")
     assert all(raster.closed for raster in rasters)

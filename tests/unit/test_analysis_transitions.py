@@ -9,7 +9,7 @@ from geoembed.analysis.change import pixel_areas_m2
 from geoembed.analysis.resample import nearest
 from geoembed.loaders.errors import Cancelled, GeoEmbedError
 from geoembed.loaders.raster.writer import OutputSpec, write_rasters
-from tests.unit.helpers import assert_one_line
+from tests.unit.helpers import assert_one_line, cancel_after
 from tests.unit.test_analysis_memraster import MemRaster, make_grid
 
 NAMES = {1: "forest", 2: "crop", 3: "water", 4: "urban"}
@@ -146,14 +146,8 @@ def test_values_outside_a_class_map_are_refused_in_one_line():
 
 def test_cancel_stops_pass_one():
     first, second = class_pair()
-    calls = []
-
-    def cancelled():
-        calls.append(1)
-        return len(calls) > 2
-
     with pytest.raises(Cancelled):
-        transitions.Transitions(first, second, NAMES, NAMES, block=16).count(is_cancelled=cancelled)
+        transitions.Transitions(first, second, NAMES, NAMES, block=16).count(is_cancelled=cancel_after(2))
 
 
 def test_report_lists_the_matrix_in_hectares_and_per_class_net():

@@ -12,6 +12,7 @@ from osgeo import ogr
 from geoembed.analysis.zonal import ZoneSums, has_unit_vectors, zonal_means
 from geoembed.loaders.errors import Cancelled
 from geoembed.loaders.raster.rasterize import PolygonMask
+from tests.support.polygons import inside_polygons
 from tests.unit.test_analysis_memraster import MemRaster, make_grid, random_raster
 
 TOLERANCE = 1e-9
@@ -49,27 +50,10 @@ def zone(grid, polygons, all_touched=False):
     return PolygonMask(geometry.ExportToWkb(), all_touched)
 
 
-def winding_inside(x, y, ring):
-    """Non-zero winding number of points against a closed ring."""
-    ring = closed(ring)
-    wn = np.zeros(np.shape(x), dtype=np.int64)
-    for (ax, ay), (bx, by) in zip(ring[:-1], ring[1:]):
-        cross = (bx - ax) * (y - ay) - (x - ax) * (by - ay)
-        wn += (ay <= y) & (by > y) & (cross > 0)
-        wn -= (ay > y) & (by <= y) & (cross < 0)
-    return wn != 0
-
-
 def centres_inside(grid, polygons):
     """(rows, cols) bool: pixel centres inside any polygon (outer ring minus its holes), in pixel coordinates."""
     cols, rows = np.meshgrid(np.arange(grid.width) + 0.5, np.arange(grid.height) + 0.5)
-    inside = np.zeros(cols.shape, dtype=bool)
-    for outer, *holes in polygons:
-        here = winding_inside(cols, rows, outer)
-        for hole in holes:
-            here &= ~winding_inside(cols, rows, hole)
-        inside |= here
-    return inside
+    return inside_polygons(cols, rows, polygons)
 
 
 def squares_touched(grid, polygons):

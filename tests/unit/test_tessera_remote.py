@@ -237,3 +237,20 @@ def test_a_missing_landmask_is_refused_in_one_line(mirror, tmp_path):
         message = load_error(tmp_path / "out", **_fault_request(server, tmp_path))
     assert_one_line(message)
     assert "HTTP 404" in message
+
+
+def test_years_over_https_skip_a_year_the_manifest_lacks(mirror, tmp_path):
+    """A YEARS run reads each year from the served manifest, on one grid; a year it lists no tile for is skipped."""
+    from geoembed.loaders.load import LoadRequest
+    from geoembed.loaders.years import run_years
+
+    root, _ = mirror
+    output = tmp_path / "tessera.tif"
+    request = LoadRequest(output=str(output), **_request("", tmp_path, version="v1"))
+    with FaultServer(root) as server:
+        request.source = server.url
+        results = run_years(request, [2019, 2023, 2024])
+    assert [r.provenance.year for r in results] == [2023, 2024]
+    assert sorted(p.name for p in tmp_path.glob("tessera_*.tif")) == ["tessera_2023.tif", "tessera_2024.tif"]
+    grids = {(r.grid.x0, r.grid.y0, r.grid.width, r.grid.height) for r in results}
+    assert len(grids) == 1
