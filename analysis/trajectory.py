@@ -226,7 +226,7 @@ class Trajectory:
         self.any_changed_per_row[rows] += changed.any(axis=0).sum(axis=1)
         out = {
             "distance": EmbeddingBlock(np.where(nan, NODATA, distances), any_valid),
-            "break_year": EmbeddingBlock(year, any_valid),
+            "break_year": EmbeddingBlock(year, any_valid & (size > self.threshold)),  # a year only where it changed
             "break_size": EmbeddingBlock(size, any_valid),
         }
         if self.with_anomaly:
