@@ -24,6 +24,16 @@ MARKER = "v1/annual/"
 OUTSIDE = ["outside the mirror", "ALLOW_PATHS_OUTSIDE_MIRROR"]
 
 
+@pytest.fixture(autouse=True)
+def own_cache(tmp_path):
+    """Each test its own index cache: a test server of a later test may get an earlier one's port, hence its URL,
+    and the cache would hand it the earlier test's (fresh, unexpired) index."""
+    before = settings.cache_dir()
+    settings.set_cache_dir(str(tmp_path / "cache"))
+    yield
+    settings.set_cache_dir("" if before == str(settings.default_cache_dir()) else before)
+
+
 @pytest.fixture(scope="module")
 def foreign(aef_mirror):
     """A server holding the real tiles, standing for a host the index must not send GeoEmbed to."""
