@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 ROOT="$PWD"
-APT_PACKAGES="qgis python3-qgis qgis-providers xvfb python3-rasterio python3-geopandas python3-sklearn python3-requests python3-venv python3-pip"
+APT_PACKAGES="qgis python3-qgis qgis-providers xvfb python3-rasterio python3-geopandas python3-sklearn python3-requests python3-venv python3-pip python3-distributed"
 VENV="$ROOT/.venv"
 
 setup() {

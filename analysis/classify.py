@@ -11,7 +11,9 @@ import numpy as np
 
 from .. import __about__
 from ..loaders.errors import GeoEmbedError
-from ..loaders.model import EmbeddingBlock
+from ..loaders.model import EmbeddingBlock, EmbeddingRaster
+from ..loaders.raster.prefetch import Prefetched
+from ..loaders.raster.writer import BLOCK
 from . import model_file
 from .predictors import CentroidPredictor, ModelDataError, from_estimator
 from .regions import unit
@@ -218,6 +220,23 @@ class TrainedModel(FittedModel):
         # Estimators are fitted on class indices; classes_ lists the ones they saw, in order.
         return np.asarray(self.estimator.classes_)[best], probabilities[np.arange(len(best)), best]
 
+    def predict_columns(self, columns, valid=None):
+        """predict() of (bands, n) pixel columns (a block's values, flattened), chunk by chunk: each chunk's features
+        are a transposed view (no copy of the block) small enough for the processor's caches. Where valid (n,) is
+        False the pixel may hold NaN or anything: zeros are classified instead (the caller writes nodata there)."""
+        index = np.zeros(columns.shape[1], dtype=np.int64)
+        probability = np.zeros(columns.shape[1], dtype=np.float64)
+        step = self.estimator.chunk_pixels(columns.shape[0])
+        for start in range(0, columns.shape[1], step):
+            part = slice(start, start + step)
+            chunk = columns[:, part]
+            if valid is not None and not valid[part].all():
+                if not valid[part].any():
+                    continue
+                chunk = np.where(valid[part], chunk, chunk.dtype.type(0))
+            index[part], probability[part] = self.predict(chunk.T)
+        return index, probability
+
 
 def load_model(path):
     """A TrainedModel saved by geoembed:train; any other file (a pickle included: never unpickled) is a one-line
@@ -227,20 +246,61 @@ def load_model(path):
 
 
 class ClassRasters:
-    """Block producer for the class map (1..n, 0 = nodata) and the confidence of the chosen class."""
+    """Block producer for the class map (1..n, 0 = nodata) and the confidence of the chosen class.
 
-    def __init__(self, raster, model):
+    Blocks are read in the order write_rasters asks for them, the next one in a background thread (as similarity
+    does); each block's float32 values are classified in place, in chunks of pixels, without a copy of the block.
+    close() stops the background read; the raster itself stays open (its owner closes it).
+    """
+
+    def __init__(self, raster, model, block=BLOCK):
         model.check_bands(raster.band_names)
         self.raster = raster
         self.model = model
+        self.source = Prefetched(_Borrowed(raster), raster.grid.blocks(block))
 
     def produce(self, window):
-        block = self.raster.read(window)
+        block = self.source.read(window)
         classes = np.zeros(block.valid.shape, dtype=np.uint8 if len(self.model.class_names) < 255 else np.uint16)
         confidence = np.zeros(block.valid.shape, dtype=np.float32)
         if block.valid.any():
-            features = block.values[:, block.valid].T
-            index, probability = self.model.predict(features)
-            classes[block.valid] = index + 1
-            confidence[block.valid] = probability
+            columns, flipped = pixel_columns(block.values)
+            valid = block.valid[::-1] if flipped else block.valid
+            index, probability = self.model.predict_columns(columns, None if valid.all() else valid.ravel())
+            index = index.reshape(valid.shape)
+            probability = probability.reshape(valid.shape)
+            if flipped:
+                index, probability = index[::-1], probability[::-1]
+            classes[block.valid] = index[block.valid] + 1
+            confidence[block.valid] = probability[block.valid]
         return [EmbeddingBlock(classes, block.valid), EmbeddingBlock(confidence, block.valid)]
+
+    def close(self):
+        self.source.close()
+
+
+def pixel_columns(values):
+    """((bands, rows * cols) view of a (bands, rows, cols) block, whether its rows are reversed): a south-up file's
+    block is a row-reversed view of a contiguous array, whose rows are taken in the file's order instead of copied."""
+    if values.flags.c_contiguous:
+        return values.reshape(values.shape[0], -1), False
+    reversed_rows = values[:, ::-1]
+    if reversed_rows.flags.c_contiguous:
+        return reversed_rows.reshape(values.shape[0], -1), True
+    return np.ascontiguousarray(values).reshape(values.shape[0], -1), False
+
+
+class _Borrowed(EmbeddingRaster):
+    """A raster read by ClassRasters' prefetch but owned, and closed, by its caller."""
+
+    def __init__(self, raster):
+        self.raster = raster
+        self.grid = raster.grid
+        self.band_names = raster.band_names
+        self.provenance = raster.provenance
+
+    def read(self, window):
+        return self.raster.read(window)
+
+    def close(self):
+        pass

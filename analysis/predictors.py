@@ -10,13 +10,15 @@ before reading it, and checks the values themselves (indices in range, trees tha
 
 import numpy as np
 
-from .regions import unit
-
 FLOATS = ("<f8", "<f4")
 INTEGERS = ("<i8", "<i4")
-CHUNK_BYTES = 32 * 2**20  # working memory of one kNN distance chunk and one forest traversal chunk
+CHUNK_BYTES = 32 * 2**20  # working memory of one kNN distance chunk
 MAX_TREES = 10_000  # train fits 200; more would only make a crafted file slow to apply
 MAX_NEIGHBOURS = 1_000  # train uses 5
+SPARE = 4  # candidates beyond k kept by the float32 screening of the kNN search
+GROUP = 16  # training vectors per group whose minimum distance is partitioned first
+ERROR_PER_BAND = 4 * 2.0**-24  # float32 error bound of a product term, generously (see NeighbourSearch._screen)
+CHUNK_PIXELS = 4096  # pixels a block is predicted in at once (a few MiB of working arrays: they stay in cache)
 
 
 class ModelDataError(ValueError):
@@ -29,6 +31,13 @@ def _softmax(scores):
     np.exp(scores, out=scores)
     scores /= scores.sum(axis=1, keepdims=True)
     return scores
+
+
+def _products(features, rows):
+    """features @ rows.T, for a few rows (classes): einsum's own loop, not BLAS, whose threads cost more than such a
+    product on a busy machine (a 4096-pixel chunk: 0.2 ms, against up to 5 ms through a multi-threaded BLAS)."""
+    dtype = np.result_type(features, rows)  # NumPy's promotion, as matmul's; einsum is slow on mixed types
+    return np.einsum("nb,kb->nk", np.asarray(features, dtype=dtype), np.asarray(rows, dtype=dtype))
 
 
 def _expit(values):
@@ -49,6 +58,10 @@ class Predictor:
 
     def predict_proba(self, features):
         raise NotImplementedError
+
+    def chunk_pixels(self, bands):
+        """How many pixels to predict at once so the working arrays stay in the processor's caches."""
+        return CHUNK_PIXELS
 
     def params(self):
         """The JSON-able numbers the header keeps for this predictor (counts that fix the arrays' shapes)."""
@@ -99,8 +112,15 @@ class CentroidPredictor(Predictor):
         self.centroids_ = np.asarray(centroids, dtype=np.float64)
 
     def predict_proba(self, features):
-        scores = unit(np.asarray(features, dtype=np.float64)) @ self.centroids_.T
-        weights = np.exp((scores - scores.max(axis=1, keepdims=True)) * self.SHARPNESS)
+        features = np.asarray(features, dtype=np.float64)
+        # the cosine: products with the unit centroids over the vector's norm (a zero vector scores 0 everywhere)
+        norms = np.sqrt(np.einsum("nb,nb->n", features, features))[:, None]
+        scores = np.divide(
+            _products(features, self.centroids_), norms, where=norms > 0, out=np.zeros((len(features), len(self.centroids_)))
+        )
+        scores -= scores.max(axis=1, keepdims=True)
+        scores *= self.SHARPNESS
+        weights = np.exp(scores, out=scores)
         return weights / weights.sum(axis=1, keepdims=True)
 
     def arrays(self):
@@ -133,7 +153,7 @@ class LinearPredictor(Predictor):
         self.link = link
 
     def predict_proba(self, features):
-        scores = np.asarray(features) @ self.coef_.T + self.intercept_  # NumPy's promotion, as scikit-learn's
+        scores = _products(np.asarray(features), self.coef_) + self.intercept_  # NumPy's promotion, as scikit-learn's
         if self.link == "softmax":
             if scores.shape[1] == 1:
                 scores = np.concatenate([-scores, scores], axis=1)
@@ -184,6 +204,7 @@ class NeighbourSearch:
         vectors64 = self.vectors.astype(np.float64)
         self._minus_twice = np.ascontiguousarray(-2.0 * vectors64.T)
         self._norms = np.einsum("ij,ij->i", vectors64, vectors64)
+        self._minus_twice32 = None  # made on the first search
 
     def chunks(self, features):
         """(start, float64 queries, root dtype) over features, in chunks of bounded working memory."""
@@ -196,13 +217,66 @@ class NeighbourSearch:
 
     def neighbours(self, queries, root_dtype):
         """(indices of the k nearest training vectors, nearest first; their distances, in root_dtype)."""
-        # squared distance = |q|^2 - 2 q.v + |v|^2 (scikit-learn's decomposition); |q|^2 does not change the ranking,
-        # so it is added to the k chosen only
-        partial = queries @ self._minus_twice
-        partial += self._norms
-        neighbours = self._nearest(partial)
-        squared = np.einsum("ij,ij->i", queries, queries)[:, None] + np.take_along_axis(partial, neighbours, axis=1)
+        neighbours = np.empty((len(queries), self.k), dtype=np.intp)
+        partial = np.empty((len(queries), self.k), dtype=np.float64)
+        screened = self._screen(queries)
+        if screened is not None:
+            rows, candidates = screened
+            exact = np.einsum("ib,icb->ic", queries[rows], self._minus_twice.T[candidates]) + self._norms[candidates]
+            nearest = self._nearest(exact)
+            neighbours[rows] = np.take_along_axis(candidates, nearest, axis=1)
+            partial[rows] = np.take_along_axis(exact, nearest, axis=1)
+            rest = np.ones(len(queries), dtype=bool)
+            rest[rows] = False
+        else:
+            rest = slice(None)
+        if screened is None or rest.any():
+            # squared distance = |q|^2 - 2 q.v + |v|^2 (scikit-learn's decomposition); |q|^2 does not change the
+            # ranking, so it is added to the k chosen only
+            full = queries[rest] @ self._minus_twice
+            full += self._norms
+            neighbours[rest] = self._nearest(full)
+            partial[rest] = np.take_along_axis(full, neighbours[rest], axis=1)
+        squared = np.einsum("ij,ij->i", queries, queries)[:, None] + partial
         return neighbours, np.sqrt(np.maximum(squared, 0.0).astype(root_dtype))
+
+    def _screen(self, queries):
+        """(rows, their candidates in index order) whose k nearest are certainly among the k + SPARE nearest found
+        in float32: the next vector is farther, in float32, than the k-th by more than twice the float32 error bound.
+        The other rows (ties, near-ties) are searched in float64. None: no screening (too few training vectors)."""
+        count = self.k + SPARE
+        if count >= len(self.vectors) or not np.isfinite(queries).all():
+            return None
+        if self._minus_twice32 is None:  # padded to whole groups with vectors at infinity
+            groups = -(-len(self.vectors) // GROUP)
+            self._minus_twice32 = np.zeros((queries.shape[1], groups * GROUP), dtype=np.float32)
+            self._minus_twice32[:, : len(self.vectors)] = self._minus_twice
+            self._norms32 = np.full(groups * GROUP, np.inf, dtype=np.float32)
+            self._norms32[: len(self.vectors)] = self._norms
+            self._largest = float(np.sqrt(self._norms.max()))
+        rough = queries.astype(np.float32) @ self._minus_twice32
+        rough += self._norms32
+        # the count + 1 nearest lie in the count + 1 groups of GROUP vectors with the nearest minima: partition those
+        # few instead of every row of rough
+        # (group g: vectors g, g + groups, g + 2 groups...: the minima are elementwise minima of contiguous rows)
+        groups = rough.shape[1] // GROUP
+        if groups > count + 1:
+            minima = rough.reshape(len(rough), GROUP, groups).min(axis=1)
+            near_groups = np.argpartition(minima, count, axis=1)[:, : count + 1]
+            members = (near_groups[:, :, None] + np.arange(GROUP) * groups).reshape(len(rough), -1)
+            values = np.take_along_axis(rough, members, axis=1)
+        else:  # a few groups: all of them
+            members, values = np.broadcast_to(np.arange(rough.shape[1]), rough.shape), rough
+        order = np.argpartition(values, count, axis=1)
+        candidates = np.take_along_axis(members, order[:, :count], axis=1)
+        chosen = np.take_along_axis(values, order[:, :count], axis=1)
+        kth = np.partition(chosen, self.k - 1, axis=1)[:, self.k - 1]
+        following = np.take_along_axis(values, order[:, count : count + 1], axis=1)[:, 0]
+        # float32 error of -2 q.v + |v|^2 over b bands: below (2b + 6) 2^-24 (|q| |v| + |v|^2), within 4b 2^-24 (...)
+        size = np.sqrt(np.einsum("ij,ij->i", queries, queries))
+        bound = ERROR_PER_BAND * queries.shape[1] * (size * self._largest + self._largest**2)
+        rows = np.flatnonzero(following > kth + 2 * bound)
+        return rows, np.sort(candidates[rows], axis=1)
 
     def _nearest(self, squared):
         """Indices of the k smallest per row, nearest first; ties broken by the lower index."""
@@ -290,6 +364,8 @@ class Trees:
     Tree t owns nodes starts[t]..starts[t+1]-1 and its children indices are local to it (-1 for a leaf). A sample goes
     left when its feature (as float32, as scikit-learn casts it) is <= the threshold. Leaves are numbered in node
     order: the row of a leaf in the forest's leaf values.
+
+    Prediction walks all trees at once, one depth level per step, over a chunk of samples (_Levels).
     """
 
     def __init__(self, starts, left, right, feature, threshold):
@@ -298,58 +374,28 @@ class Trees:
         self.right = np.asarray(right, dtype=np.int64)
         self.feature = np.asarray(feature, dtype=np.int64)
         self.threshold = np.asarray(threshold, dtype=np.float64)
-        # For the traversal, children[2 * node + went_left] is the global index of the inner node reached, or
-        # -(its leaf row + 1) for a leaf: one gather per level, and a sign that says "arrived".
-        owner = np.repeat(np.arange(len(self.starts) - 1), np.diff(self.starts))
-        offset = self.starts[:-1][owner]
-        leaf = self.left < 0
-        row = np.cumsum(leaf) - 1
-        self._leaf_of_root = np.where(leaf[self.starts[:-1]], row[self.starts[:-1]], -1)
-
-        def target(local):
-            at = np.where(local >= 0, local + offset, 0)
-            return np.where(local < 0, -1, np.where(leaf[at], -(row[at] + 1), at))
-
-        self._children = np.stack([target(self.right), target(self.left)], axis=1).ravel()
+        self._levels = None
 
     @property
     def count(self):
         return len(self.starts) - 1
 
+    def chunk_pixels(self):
+        """Samples walked at once: (samples x trees) working arrays of a few MiB."""
+        return max(16, 2**18 // self.count)
+
     def leaf_sum(self, features, leaf_value):
         """Sum over the trees, tree by tree in order (as scikit-learn sums them), of leaf_value's row at the leaf
         each sample reaches: float64 of shape (n,) + leaf_value.shape[1:]."""
-        features = np.asarray(features, dtype=np.float32)  # scikit-learn casts to float32 before comparing
-        n, bands = features.shape
-        width = int(np.prod(leaf_value.shape[1:]))
-        total = np.zeros((n, *leaf_value.shape[1:]), dtype=np.float64)
-        step = max(1, CHUNK_BYTES // (8 * (bands + 2 * width + 4)))
-        for first in range(0, n, step):
-            chunk = features[first : first + step].astype(np.float64)
-            flat, base = chunk.ravel(), np.arange(len(chunk)) * bands
-            part = total[first : first + step]
-            for tree, root in enumerate(self.starts[:-1]):
-                part += leaf_value[self._leaves(flat, base, root, self._leaf_of_root[tree])]
+        if self._levels is None:
+            self._levels = _Levels(self)
+        features = np.asarray(features)
+        total = np.zeros((len(features), *leaf_value.shape[1:]), dtype=np.float64)
+        step = self.chunk_pixels()
+        for first in range(0, len(features), step):
+            rows = self._levels.leaf_rows(features[first : first + step])
+            total[first : first + step] = leaf_value.take(rows, axis=0).sum(axis=1)
         return total
-
-    def _leaves(self, flat, base, root, root_leaf):
-        """The leaf row each sample reaches from root: the samples still at inner nodes step down one level at
-        a time (every child index is larger than its parent's, so this ends)."""
-        rows = np.full(len(base), root_leaf, dtype=np.int64)
-        if root_leaf >= 0:
-            return rows
-        where = np.arange(len(base))
-        node = np.full(len(base), root, dtype=np.int64)
-        offsets = base
-        while where.size:
-            went_left = flat[offsets + self.feature[node]] <= self.threshold[node]
-            node = self._children[2 * node + went_left]
-            arrived = node < 0
-            if arrived.any():
-                rows[where[arrived]] = -node[arrived] - 1
-                going = ~arrived
-                where, node, offsets = where[going], node[going], offsets[going]
-        return rows
 
     def params(self):
         return {"trees": self.count, "nodes": len(self.left)}
@@ -397,6 +443,85 @@ class Trees:
         return cls(starts, left, right, feature, threshold)
 
 
+class _Levels:
+    """A forest laid out for walking all its trees at once, one level per step, with a few whole-array operations.
+
+    Nodes are renumbered so that an inner node's two children are adjacent (first[node], first[node] + 1) and a leaf
+    is its own only child (limit +inf: it is never left). Each step, for every (sample, tree): x = the sample's value
+    of the node's feature, node = first[node] + (x > limit[node]). After as many steps as the deepest leaf, every
+    walk is at its leaf. limit is the largest float32 <= the float64 threshold, so comparing the float32 feature with
+    it decides as scikit-learn's float32 <= float64 comparison, without converting the features to float64.
+    """
+
+    def __init__(self, trees):
+        nodes = len(trees.left)
+        offset = np.repeat(trees.starts[:-1], np.diff(trees.starts))
+        inner = trees.left >= 0
+        left = np.where(inner, trees.left + offset, -1)
+        right = np.where(inner, trees.right + offset, -1)
+        renumbered = np.empty(nodes, dtype=np.intp)
+        first_child = np.empty(nodes, dtype=np.intp)  # in the new numbering, indexed by the old one
+        frontier = trees.starts[:-1]
+        renumbered[frontier] = np.arange(len(frontier))
+        assigned, depth = len(frontier), 0
+        while True:
+            parents = frontier[inner[frontier]]
+            first_child[frontier] = renumbered[frontier]  # leaves: themselves
+            if not len(parents):
+                break
+            children = np.stack([left[parents], right[parents]], axis=1).ravel()
+            renumbered[children] = assigned + np.arange(len(children))
+            first_child[parents] = renumbered[children[0::2]]
+            assigned += len(children)
+            frontier, depth = children, depth + 1
+        self.depth = depth
+        self.first = np.empty(nodes, dtype=np.intp)
+        self.first[renumbered] = first_child
+        self.feature = np.zeros(nodes, dtype=np.intp)
+        self.feature[renumbered] = np.where(inner, trees.feature, 0)
+        limit = trees.threshold.astype(np.float32)
+        limit = np.where(limit > trees.threshold, np.nextafter(limit, np.float32(-np.inf)), limit)
+        self.limit = np.empty(nodes, dtype=np.float32)
+        self.limit[renumbered] = np.where(inner, limit, np.float32(np.inf))
+        self.leaf_row = np.zeros(nodes, dtype=np.intp)
+        self.leaf_row[renumbered[~inner]] = np.arange(np.count_nonzero(~inner))
+        self.is_leaf = np.zeros(nodes, dtype=bool)
+        self.is_leaf[renumbered[~inner]] = True
+        self.roots = np.arange(len(trees.starts) - 1, dtype=np.intp)
+        self._scaled = (0, None)
+
+    def leaf_rows(self, features):
+        """(samples, trees) leaf row each sample reaches in each tree, for (samples, bands) features."""
+        columns = np.asarray(features, dtype=np.float32).T  # a block's pixel columns come back contiguous here
+        if not columns.flags.c_contiguous:
+            columns = np.ascontiguousarray(columns)
+        flat = columns.ravel()
+        samples, trees = columns.shape[1], len(self.roots)
+        if self._scaled[0] != samples:  # feature -> offset of its row in the (bands, samples) columns
+            self._scaled = (samples, self.feature * samples)
+        scaled = self._scaled[1]
+        reached = np.empty(samples * trees, dtype=np.intp)
+        walk = np.arange(samples * trees)  # walk w: sample w // trees in tree w % trees
+        node = np.tile(self.roots, samples)
+        sample = np.repeat(np.arange(samples), trees)
+        for level in range(self.depth):
+            if level % COMPACT_EVERY == COMPACT_EVERY - 1:  # set the walks at their leaves aside
+                done = self.is_leaf.take(node)
+                reached[walk[done]] = node[done]
+                going = ~done
+                walk, node, sample = walk[going], node[going], sample[going]
+            at = scaled.take(node)
+            at += sample
+            right = flat.take(at) > self.limit.take(node)
+            node = self.first.take(node)
+            node += right
+        reached[walk] = node
+        return self.leaf_row.take(reached).reshape(samples, trees)
+
+
+COMPACT_EVERY = 3  # levels between setting finished walks aside (each costs a few passes over the walks)
+
+
 class ForestPredictor(Predictor):
     """Random forest: the mean over trees (Trees) of the class fractions at the leaf each sample reaches.
 
@@ -415,6 +540,9 @@ class ForestPredictor(Predictor):
         total = self.trees.leaf_sum(features, self.leaf_value)
         total /= self.trees.count
         return total
+
+    def chunk_pixels(self, bands):
+        return self.trees.chunk_pixels()
 
     def params(self):
         return {**super().params(), **self.trees.params(), "leaves": len(self.leaf_value)}

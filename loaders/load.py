@@ -9,6 +9,7 @@ from . import catalog, products
 from .errors import GeoEmbedError
 from .model import Provenance
 from .raster.grid import transform_bounds
+from .raster.overviews import OverviewTee
 from .raster.writer import check_destination, write_geotiff
 from .remote.locations import is_url
 
@@ -28,6 +29,8 @@ class LoadRequest:
     grid: object = None  # a raster.grid.Grid to write on instead of choosing one (several years on one grid)
     version: str = None  # a product's dataset version (Tessera: v1, v1.1, v2); None: the default or the only one found
     dimensions: int = None  # read only the first N dimensions (Matryoshka-ordered products: Tessera v2)
+    overviews: bool = False  # embedding overviews (raster/overviews.py), computed from the blocks on their way out
+    output_type: str = "float32"  # or "int16": AlphaEarth's exact 16-bit output (products/aef.py int16_storage)
 
 
 @dataclass
@@ -111,13 +114,52 @@ def check_extent(extent, extent_crs):
         )
 
 
+OUTPUT_TYPES = ("float32", "int16")
+
+
+def check_output_type(output_type, product_id):
+    """Refuse an OUTPUT_TYPE that is unknown or that the product cannot be stored as (int16: AlphaEarth only)."""
+    if (output_type or "float32") not in OUTPUT_TYPES:
+        raise GeoEmbedError(f"OUTPUT_TYPE must be one of {', '.join(OUTPUT_TYPES)}, got {output_type}.")
+    if output_type == "int16" and product_id not in ("auto", catalog.AEF.id):
+        name = catalog.PRODUCTS[product_id].name if product_id in catalog.PRODUCTS else product_id
+        raise GeoEmbedError(f"OUTPUT_TYPE=int16 is for AlphaEarth (aef) only, not {name}; use OUTPUT_TYPE=float32.")
+
+
+def output_storage(request, product_id, raster):
+    """The writer's Storage for request.output_type (None: Float32)."""
+    check_output_type(request.output_type, product_id)
+    return products.MODULES[catalog.AEF.id].int16_storage(raster) if request.output_type == "int16" else None
+
+
 def run(request, log=None, progress=None, is_cancelled=None, client=None):
     """Load, mosaic and write; returns a LoadResult."""
     log = log or PrintLog()
     check_destination(request.output)
+    check_output_type(request.output_type, request.product or "auto")  # refused before anything is read
     product_id, raster = plan(request, log, client)
+    # AEF's vectors are unit vectors (analysis.zonal.UNIT_VECTOR_PRODUCTS): their means are re-normalised
+    tee = OverviewTee(raster, request.output, product_id == catalog.AEF.id) if request.overviews else None
     try:
-        write_geotiff(raster, request.output, progress, is_cancelled)
+        storage = output_storage(request, product_id, raster)
+        write_geotiff(tee or raster, request.output, progress, is_cancelled, storage=storage)
+        if tee is not None:
+            _finish_overviews(tee, request.output, is_cancelled)
+        elif os.path.exists(request.output + ".ovr"):
+            os.remove(request.output + ".ovr")  # a previous output's overviews: not of these values
     finally:
+        if tee is not None:
+            tee.discard()
         raster.close()
     return LoadResult(request.output, product_id, raster.grid, raster.provenance, getattr(raster, "patches", None))
+
+
+def _finish_overviews(tee, output, is_cancelled):
+    """Put the overviews in place; if that fails, the output goes too (a load either completes or leaves nothing)."""
+    try:
+        tee.finish(is_cancelled=is_cancelled)
+    except BaseException:
+        for path in (output, output + ".ovr"):
+            if os.path.exists(path):
+                os.remove(path)
+        raise

@@ -23,10 +23,12 @@ from qgis.core import (
     QgsProcessingParameterString,
 )
 
+from ..analysis.zonal import has_unit_vectors
 from ..loaders import catalog, load
 from ..loaders.errors import GeoEmbedError
 from ..loaders.products import tessera_versions
 from ..loaders.products.patches import patch_fields_json
+from ..loaders.raster import overviews
 from ..loaders.years import parse_years, run_years
 from ..qgis_compat import FIELD_INT, FIELD_STRING, NUMBER_DOUBLE, NUMBER_INTEGER, PARAMETER_ADVANCED, SOURCE_VECTOR_ANY_GEOMETRY
 from . import settings
@@ -103,6 +105,24 @@ class LoadAlgorithm(GeoEmbedAlgorithm):
         )
         dimensions.setFlags(dimensions.flags() | PARAMETER_ADVANCED)
         self.addParameter(dimensions)
+        output_type = QgsProcessingParameterEnum(
+            "OUTPUT_TYPE",
+            self.tr("Stored as: float32, or int16 (AlphaEarth only: the same values, exact, in less time and space)"),
+            options=list(load.OUTPUT_TYPES),
+            defaultValue="float32",
+            optional=True,
+            usesStaticStrings=True,
+        )
+        output_type.setFlags(output_type.flags() | PARAMETER_ADVANCED)
+        self.addParameter(output_type)
+        build_overviews = QgsProcessingParameterBoolean(
+            "OVERVIEWS",
+            self.tr("Build embedding overviews (mean vectors; fast display and similarity previews of large layers)"),
+            defaultValue=False,
+            optional=True,
+        )
+        build_overviews.setFlags(build_overviews.flags() | PARAMETER_ADVANCED)
+        self.addParameter(build_overviews)
         self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT", self.tr("Embeddings")))
         self.addParameter(
             QgsProcessingParameterFileDestination(
@@ -132,6 +152,8 @@ class LoadAlgorithm(GeoEmbedAlgorithm):
             _years(parameters)
         except GeoEmbedError as exc:
             return False, str(exc)
+        if _given(parameters, "YEARS") and parameters.get("OUTPUT_TYPE") == "int16":
+            return False, "OUTPUT_TYPE=int16 is not available with YEARS yet; load each year with YEAR, or use float32."
         return super().checkParameterValues(parameters, context)
 
     def execute(self, parameters, context, feedback):
@@ -146,6 +168,8 @@ class LoadAlgorithm(GeoEmbedAlgorithm):
             allow_paths_outside_mirror=self._allow_outside(parameters, context),
             version=self.parameterAsEnumString(parameters, "VERSION", context) if _given(parameters, "VERSION") else None,
             dimensions=self.parameterAsInt(parameters, "DIMENSIONS", context) if _given(parameters, "DIMENSIONS") else None,
+            output_type=self.parameterAsEnumString(parameters, "OUTPUT_TYPE", context) or "float32",
+            overviews=_given(parameters, "OVERVIEWS") and self.parameterAsBool(parameters, "OVERVIEWS", context),
         )
         if request.source is None and request.product in ("aef", "auto") and settings.aef_mirror():
             request.source = settings.aef_mirror()
@@ -186,6 +210,10 @@ class LoadAlgorithm(GeoEmbedAlgorithm):
         log = FeedbackLog(feedback)
         feedback.setProgressText(self.tr("Reading, mosaicking and writing blocks, year by year"))
         results = run_years(request, years, log, progress=lambda f: log.progress(0.95 * f), is_cancelled=log.is_cancelled)
+        if request.overviews:  # each year's file, read back (run_years writes them itself)
+            feedback.setProgressText(self.tr("Building the embedding overviews"))
+            for result in results:
+                overviews.build(result.output, has_unit_vectors(result.product), is_cancelled=log.is_cancelled)
         latest = results[-1]
         outputs = {
             "OUTPUT": latest.output,

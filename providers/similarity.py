@@ -26,12 +26,15 @@ from qgis.core import (
 )
 
 from ..analysis import query_file
+from ..analysis.distributed import jobs as distributed
 from ..analysis.regions import feature_vectors
 from ..analysis.similarity import SimilarityRaster, query_vector
 from ..loaders.raster.writer import OutputSpec, provenance_metadata, write_rasters
 from ..qgis_compat import FIELD_DOUBLE, FIELD_INT, NUMBER_INTEGER, SOURCE_VECTOR_POINT, SOURCE_VECTOR_POLYGON, WKB_POINT
+from . import settings
 from .base import FeedbackLog, GeoEmbedAlgorithm
-from .inputs import features_in, open_input, qgis_crs
+from .dask_cluster import add_cluster_parameters, cluster_settings
+from .inputs import features_in, input_path, open_input, qgis_crs
 from .styles import HeatmapStyler
 
 GEOMETRIES = [SOURCE_VECTOR_POINT, SOURCE_VECTOR_POLYGON]
@@ -78,9 +81,11 @@ class SimilarityAlgorithm(GeoEmbedAlgorithm):
                 createByDefault=False,
             )
         )
+        add_cluster_parameters(self)
 
     def execute(self, parameters, context, feedback):
         log = FeedbackLog(feedback)
+        cluster = cluster_settings(self, parameters, context)
         saved_to = self._query_destination(parameters, context)
         raster = open_input(self, parameters, context, log)
         heatmap = None
@@ -89,20 +94,26 @@ class SimilarityAlgorithm(GeoEmbedAlgorithm):
             positive = query_vector(query.examples)
             negative = query_vector(query.counter_examples) if len(query.counter_examples) else None
             k = self.parameterAsInt(parameters, "K", context)
-            heatmap = SimilarityRaster(raster, positive, negative, k)
             output = self.parameterAsOutputLayer(parameters, "OUTPUT", context)
             meta = provenance_metadata(raster.provenance)
             meta["GEOEMBED_ANALYSIS"] = "cosine similarity to the L2-normalised mean query vector" + (
                 ", minus the similarity to the counter-examples" if negative is not None else ""
             )
             spec = OutputSpec(output, ("similarity",), metadata=meta)
-            write_rasters(raster.grid, [spec], lambda w: [heatmap.read(w)], log.progress, log.is_cancelled)
+            if cluster is None:
+                heatmap = SimilarityRaster(raster, positive, negative, k)
+                write_rasters(raster.grid, [spec], lambda w: [heatmap.read(w)], log.progress, log.is_cancelled)
+                top = heatmap.top
+            else:  # workers open INPUT themselves
+                source = input_path(self, parameters, "INPUT", context)
+                outside = settings.allow_paths_outside_mirror()
+                top = distributed.similarity(cluster, source, outside, raster.grid, positive, negative, k, spec, log)
         finally:
             # Closing the derived raster waits for its background read, then closes the input.
             (heatmap or raster).close()
         outputs = {"OUTPUT": output}
         if parameters.get("OUTPUT_MATCHES") not in (None, ""):
-            outputs["OUTPUT_MATCHES"] = self._write_matches(parameters, context, raster.grid, heatmap.top)
+            outputs["OUTPUT_MATCHES"] = self._write_matches(parameters, context, raster.grid, top)
         if saved_to:
             outputs["OUTPUT_QUERY"] = query_file.save(saved_to, query)
         if context.willLoadLayerOnCompletion(output):

@@ -21,6 +21,7 @@ from qgis.core import (
 )
 
 from ..analysis import classify, model_file
+from ..analysis.distributed import jobs as distributed
 from ..analysis.report import report_html
 from ..analysis.training_samples import collect_samples
 from ..loaders.errors import Cancelled, GeoEmbedError
@@ -30,7 +31,8 @@ from ..loaders.remote.locations import atomic_file, basename, is_url
 from ..qgis_compat import SOURCE_RASTER, SOURCE_VECTOR_POINT, SOURCE_VECTOR_POLYGON
 from . import settings
 from .base import FeedbackLog, GeoEmbedAlgorithm
-from .inputs import features_in, layer_location, open_input
+from .dask_cluster import add_cluster_parameters, cluster_settings
+from .inputs import features_in, input_path, layer_location, open_input
 from .styles import ClassStyler, write_class_palette
 
 METHODS = classify.METHODS  # the METHOD choices, also offered by the GeoEmbed panel
@@ -163,9 +165,11 @@ class ClassifyAlgorithm(GeoEmbedAlgorithm):
             )
         )
         self.addOutput(QgsProcessingOutputMultipleLayers("OUTPUT_YEARS", self.tr("Class maps of every year, oldest first")))
+        add_cluster_parameters(self)
 
     def execute(self, parameters, context, feedback):
         log = FeedbackLog(feedback)
+        cluster = cluster_settings(self, parameters, context)
         model = classify.load_model(self.parameterAsFile(parameters, "MODEL", context))
         sources = year_sources(self, parameters, context)
         output = self.parameterAsOutputLayer(parameters, "OUTPUT", context)
@@ -185,7 +189,7 @@ class ClassifyAlgorithm(GeoEmbedAlgorithm):
             for _, path, conf, _ in jobs:
                 for destination in filter(None, (path, conf)):
                     check_destination(destination)  # all of them, before any work
-            write_years(jobs, model, log)
+            write_years(jobs, model, log, cluster, [input_path(self, parameters, "INPUT", context), *sources])
         finally:
             for raster in rasters:
                 raster.close()
@@ -245,12 +249,13 @@ def _oldest_first(job):
     return (-1, 0) if year is None else (0, year)
 
 
-def write_years(jobs, model, log):
-    """Every year's class map (and confidence); progress spans them all, and a failure or cancel removes them all."""
+def write_years(jobs, model, log, cluster=None, locations=()):
+    """Every year's class map (and confidence); progress spans them all, and a failure or cancel removes them all.
+    With a cluster (analysis/distributed), its workers open each year's input from `locations` (paths or URLs)."""
     total = sum(raster.grid.width * raster.grid.height for raster, *_ in jobs)
     done, written = 0, []
     try:
-        for raster, output, confidence, year in jobs:
+        for (raster, output, confidence, year), location in zip(jobs, locations or [None] * len(jobs)):
             if log.is_cancelled():
                 raise Cancelled()
             pixels = raster.grid.width * raster.grid.height
@@ -259,7 +264,14 @@ def write_years(jobs, model, log):
             if len(jobs) > 1:
                 log.info(f"Year {year if year is not None else '(INPUT)'}: {os.path.basename(output)}.")
             write_class_map(
-                raster, model, output, confidence, log, lambda f, s=start, n=pixels: log.progress((s + f * n) / total)
+                raster,
+                model,
+                output,
+                confidence,
+                log,
+                lambda f, s=start, n=pixels: log.progress((s + f * n) / total),
+                cluster,
+                location,
             )
             done += pixels
     except BaseException:
@@ -307,8 +319,9 @@ def write_class_maps(algorithm, parameters, context, raster, model, log):
     return outputs
 
 
-def write_class_map(raster, model, output, confidence, log, progress):
-    """One raster's class map (and confidence when a path is given), with its palette and class names."""
+def write_class_map(raster, model, output, confidence, log, progress, cluster=None, location=None):
+    """One raster's class map (and confidence when a path is given), with its palette and class names; on a Dask
+    cluster when given one (its workers open `location`, the raster's path or URL)."""
     producer = classify.ClassRasters(raster, model)
     meta = provenance_metadata(raster.provenance)
     meta.update(GEOEMBED_ANALYSIS=f"{model.method} classifier", GEOEMBED_CLASSES="|".join(model.class_names))
@@ -317,7 +330,14 @@ def write_class_map(raster, model, output, confidence, log, progress):
     if confidence:
         specs.append(OutputSpec(confidence, ("confidence",), gdal.GDT_Float32, -1.0, meta))
     log.info(f"Classifying {raster.grid.width} x {raster.grid.height} pixels into {len(model.class_names)} classes.")
-    write_rasters(raster.grid, specs, lambda w: producer.produce(w)[: len(specs)], progress, log.is_cancelled)
+    try:
+        if cluster is None:
+            write_rasters(raster.grid, specs, lambda w: producer.produce(w)[: len(specs)], progress, log.is_cancelled)
+        else:
+            outside = settings.allow_paths_outside_mirror()
+            distributed.classify(cluster, location, outside, raster.grid, model, specs, log, progress)
+    finally:
+        producer.close()  # stops the read ahead before the caller closes the raster
     write_class_palette(output, model.class_names)
 
 

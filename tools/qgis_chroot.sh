@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # A Debian sid chroot with the newest QGIS that Debian ships, to run the test suite on it.
-#   tools/qgis_chroot.sh ensure            build the chroot if missing, unfinished or older than 7 days
+#   tools/qgis_chroot.sh ensure            build the chroot if missing, unfinished or older than 7 days;
+#                                          install packages added to the list since it was built
 #   tools/qgis_chroot.sh run -- CMD ARGS   run CMD in the chroot (repository at the same path, cwd kept)
 #   tools/qgis_chroot.sh info              versions of QGIS, Python, GDAL, numpy, pyarrow, ... in the chroot
 # Runs as root on Debian. Settings (environment):
@@ -23,8 +24,9 @@ VENV="/opt/geoembed-venv"
 MARKER=".geoembed-chroot"            # written first: this tree is ours and may be deleted
 STAMP=".geoembed-chroot-complete"    # written last: the tree is finished and usable
 # proj-bin: pyproj in a venv finds PROJ's data through the `proj` program; git: tools/package.py lists files with it.
+# python3-distributed: the CLUSTER parameter's dask.distributed (it brings python3-dask).
 APT_PACKAGES="qgis python3-qgis qgis-providers python3-rasterio python3-geopandas python3-sklearn python3-requests
-  python3-pyarrow python3-pytest python3-venv proj-bin git"
+  python3-pyarrow python3-pytest python3-venv proj-bin git python3-distributed"
 # pip in the chroot (Python 3.14) rejects this network's certificate chain, so the host's pip downloads these.
 WHEELS=("pytest-qgis>=5,<6" "ruff==0.8.6")
 # sid's Release file may be past its Valid-Until date on the mirror used here.
@@ -36,7 +38,7 @@ say() { echo "qgis_chroot: $*" >&2; }
 die() { say "error: $*"; exit 1; }
 
 usage() {
-  sed -n '2,11p' "$SELF" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,12p' "$SELF" | sed 's/^# \{0,1\}//' >&2
   exit 2
 }
 
@@ -189,9 +191,15 @@ ensure() {
     flock -w 3600 8 || die "waited an hour for the other build; giving up"
   fi
 
-  local built
+  local built missing
   if is_fresh; then
     built="$(stamp_epoch "$CHROOT")"
+    missing="$(missing_packages "$CHROOT")"
+    if [ -n "$missing" ]; then
+      say "installing packages added to the list since the chroot was built:$missing"
+      # shellcheck disable=SC2086  # the package list is meant to split
+      supervise group "${NAMESPACE[@]}" "$SELF" _install "$CHROOT" $missing
+    fi
     say "chroot $CHROOT is ready (built $(date -u -d "@$built" '+%F %H:%M UTC'), rebuilt after $MAX_AGE_DAYS days)"
     return 0
   fi
@@ -292,13 +300,42 @@ build_tree() {
 
   say "checking the chroot"
   chroot_exec "$root" env QT_QPA_PLATFORM=offscreen "$VENV/bin/python" -c \
-    'import qgis.core, osgeo.gdal, numpy, pyarrow, sklearn, rasterio, geopandas, requests, pytest, pytest_qgis' \
+    'import qgis.core, osgeo.gdal, numpy, pyarrow, sklearn, rasterio, geopandas, requests, pytest, pytest_qgis, distributed' \
     || die "the chroot's Python cannot import its packages"
   chroot_exec "$root" "$VENV/bin/ruff" --version >/dev/null || die "ruff does not run in the chroot"
 
   unmount_all
   printf 'completed_epoch=%s\ncompleted=%s\nsuite=%s\nmirror=%s\n' "$(date +%s)" "$(date -u '+%F %T UTC')" "$SUITE" "$MIRROR" \
     >"$root/$STAMP"
+}
+
+# Packages of APT_PACKAGES not installed in the chroot at $1 (a space before each), or nothing.
+missing_packages() {
+  local pkg missing=""
+  for pkg in $APT_PACKAGES; do
+    chroot_exec "$1" dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" \
+      || missing="$missing $pkg"
+  done
+  echo "$missing"
+}
+
+# Inside a private mount namespace: install packages into the finished chroot at $1 (a cached chroot gets a
+# package added to the list without waiting for its weekly rebuild). Commands running in it may go on: this only
+# adds packages (and the newer versions of dependencies they need), the way a rebuild would have.
+install_into() {
+  local root="$1"
+  shift
+  trap unmount_all EXIT
+  mount_system "$root"
+  cat /etc/resolv.conf >"$root/etc/resolv.conf"
+  : >>"$LOG"
+  retry chroot_exec "$root" apt-get "${APT_OPTS[@]}" update -q >>"$LOG" 2>&1 \
+    || { tail -n 20 "$LOG" >&2; die "apt-get update failed in the chroot (log above, whole log in $LOG)"; }
+  retry chroot_exec "$root" apt-get "${APT_OPTS[@]}" install -y -q --no-install-recommends "$@" >>"$LOG" 2>&1 \
+    || { tail -n 30 "$LOG" >&2; die "apt-get install $* failed in the chroot (log above, whole log in $LOG)"; }
+  chroot_exec "$root" apt-get clean
+  unmount_all
+  [ -z "$(missing_packages "$root")" ] || die "packages still missing in the chroot after apt-get install: $*"
 }
 
 chroot_python_version() {
@@ -411,6 +448,7 @@ main() {
       ;;
     info) info ;;
     _build) build_tree "$2" ;;
+    _install) shift && install_into "$@" ;;
     _run) shift && run_inside "$@" ;;
     *) usage ;;
   esac

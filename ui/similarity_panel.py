@@ -1,8 +1,19 @@
 """Similarity tab: click examples on the map, see the heatmap, mask it with a threshold, drop the best matches;
 review the best matches (right or wrong), retrain with them, and save the query to run it elsewhere."""
 
-from qgis.core import Qgis, QgsProcessing, QgsProcessingUtils, QgsProject, QgsVectorLayer
-from qgis.PyQt.QtCore import Qt
+from qgis.core import (
+    Qgis,
+    QgsApplication,
+    QgsCoordinateTransform,
+    QgsMessageLog,
+    QgsProcessing,
+    QgsProcessingUtils,
+    QgsProject,
+    QgsRasterLayer,
+    QgsTask,
+    QgsVectorLayer,
+)
+from qgis.PyQt.QtCore import QCoreApplication, Qt
 from qgis.PyQt.QtGui import QColor
 from qgis.PyQt.QtWidgets import (
     QFileDialog,
@@ -17,11 +28,16 @@ from qgis.PyQt.QtWidgets import (
 )
 
 from ..analysis.query_file import FILE_FILTER, SUFFIX
+from ..analysis.similarity import preview_heatmap, query_at
+from ..analysis.zonal import has_unit_vectors
+from ..loaders.errors import GeoEmbedError
+from ..loaders.raster import overviews
+from ..loaders.raster.embedding_tiff import EmbeddingTiff
 from ..providers.styles import apply_ramp
 from .layers import add_point, clear, layers_with_source, live, memory_layer, to_layer_crs
 from .map_tools import NEGATIVE, NEW, ExampleTool
 from .review_list import RIGHT, WRONG, ReviewList
-from .runner import load_into_project
+from .runner import LOG_TAG, load_into_project
 
 EXAMPLES, COUNTER_EXAMPLES = "GeoEmbed examples", "GeoEmbed counter-examples"
 REVIEW = "GeoEmbed review (similarity)"
@@ -33,7 +49,8 @@ class SimilarityPanel(QWidget):
         self.dock = dock
         self.tool = ExampleTool(dock.canvas)
         self.tool.picked.connect(self.pick)
-        self.examples_id = self.negatives_id = self.heatmap_id = None
+        self.examples_id = self.negatives_id = self.heatmap_id = self.preview_id = None
+        self.overview_builder = OverviewBuilder(dock)
         self.pick_button = QPushButton(self.tr("Pick examples on the map"))
         self.pick_button.setCheckable(True)
         self.pick_button.toggled.connect(self._toggle_tool)
@@ -135,12 +152,57 @@ class SimilarityPanel(QWidget):
     # --- heatmap -----------------------------------------------------------------------------
 
     def compute(self):
-        """The heatmap of the examples, and its K best matches in the review list."""
+        """The heatmap of the examples, and its K best matches in the review list: first a preview of the visible
+        extent at screen resolution (shown at once), then the full-resolution heatmap computed in the background."""
         path = self.dock.output_path("similarity", "tif")
         parameters = self._parameters(load_into_project(path))
         parameters["K"] = self.k.value()
         parameters["OUTPUT_MATCHES"] = QgsProcessingUtils.generateTempFilename("review_matches.gpkg")  # read, not shown
+        self.preview()
         return self.dock.run("geoembed:similarity", parameters, lambda results: self._show(path, results), replace=True)
+
+    def preview(self):
+        """The heatmap of what the map shows, at the map's resolution, from the layer's overviews (reads screen-sized
+        pixels whatever the layer's size): a layer shown at once, replaced when the full-resolution heatmap is done.
+        None when the layer cannot be previewed (not a GeoEmbed GeoTIFF, or a large one without overviews: those are
+        then built in the background, for the next click)."""
+        raster = self.dock.embedding_layer()
+        try:
+            return self._preview(raster)
+        except GeoEmbedError as exc:  # the full-resolution run says what is wrong, if anything is
+            QgsMessageLog.logMessage(f"No similarity preview: {exc}", LOG_TAG, Qgis.MessageLevel.Info)
+            return None
+
+    def _preview(self, raster):
+        canvas = self.dock.canvas
+        size = canvas.mapSettings().outputSize()
+        source = preview_source(raster)
+        if source is None or size.width() <= 0 or size.height() <= 0:
+            return None
+        if not overviews.has_overviews(source) and raster.width() * raster.height() > 4 * size.width() * size.height():
+            self.overview_builder.start(raster)
+            return None
+        extent = canvas.mapSettings().visibleExtent()
+        if canvas.mapSettings().destinationCrs() != raster.crs():
+            transform = QgsCoordinateTransform(canvas.mapSettings().destinationCrs(), raster.crs(), QgsProject.instance())
+            extent = transform.transformBoundingBox(extent)
+        embeddings = EmbeddingTiff(source)
+        try:
+            query, negative = query_at(embeddings, _points(live(self.examples_id)), _points(live(self.negatives_id)))
+        finally:
+            embeddings.close()
+        if query is None:
+            return None
+        output = QgsProcessingUtils.generateTempFilename("similarity_preview.tif")
+        bounds = (extent.xMinimum(), extent.yMinimum(), extent.xMaximum(), extent.yMaximum())
+        if preview_heatmap(source, query, negative, bounds, size.width(), size.height(), output) is None:
+            return None
+        layer = QgsRasterLayer(output, self.tr("Similarity (preview)"), "gdal")
+        QgsProject.instance().addMapLayer(layer)
+        self._remove_heatmaps(keep=layer.id())
+        self.heatmap_id = self.preview_id = layer.id()
+        self.apply_threshold()
+        return layer
 
     def _show(self, path, results=None):
         if results and results.get("OUTPUT_MATCHES"):
@@ -186,14 +248,18 @@ class SimilarityPanel(QWidget):
         return self.dock.run("geoembed:similarity", parameters, done)
 
     def _show_heatmap(self, path):
-        old = live(self.heatmap_id)
         layers = layers_with_source(path)
         if not layers:
             return
-        if old is not None and old is not layers[-1]:
-            QgsProject.instance().removeMapLayer(old.id())
+        self._remove_heatmaps(keep=layers[-1].id())  # the last heatmap, or this one's preview
         self.heatmap_id = layers[-1].id()
+        self.preview_id = None
         self.apply_threshold()
+
+    def _remove_heatmaps(self, keep):
+        for layer_id in {self.heatmap_id, self.preview_id} - {keep, None}:
+            if live(layer_id) is not None:
+                QgsProject.instance().removeMapLayer(layer_id)
 
     def heatmap(self):
         return live(self.heatmap_id)
@@ -223,7 +289,70 @@ class SimilarityPanel(QWidget):
         return self.dock.run("geoembed:similarity", parameters)
 
     def unload(self):
+        self.overview_builder.cancel()
         canvas = self.dock.canvas
         if canvas.mapTool() is self.tool:
             canvas.unsetMapTool(self.tool)
         self.review.unload()
+
+
+def _points(layer):
+    """[(x, y)] of a point layer's features (in the layer's CRS), [] without one."""
+    if layer is None:
+        return []
+    return [(p.x(), p.y()) for p in (f.geometry().asPoint() for f in layer.getFeatures())]
+
+
+def preview_source(layer):
+    """The file of a layer that can be previewed (a GeoTIFF written by GeoEmbed), else None."""
+    if not isinstance(layer, QgsRasterLayer) or layer.providerType() != "gdal":
+        return None
+    source = layer.source()
+    if "|" in source or not source.lower().endswith((".tif", ".tiff")):
+        return None
+    from osgeo import gdal
+
+    dataset = gdal.Open(source)
+    return source if dataset is not None and (dataset.GetMetadata() or {}).get("GEOEMBED_PRODUCT") else None
+
+
+class OverviewBuilder:
+    """Builds a layer's embedding overviews (FILE.ovr) in a background task, once per file, so that the next clicks
+    can be previewed; the layer is redrawn from them when they are done."""
+
+    def __init__(self, dock):
+        self.dock = dock
+        self.task = None
+        self.running = False
+        self.started = set()
+
+    def start(self, layer):
+        source = layer.source()
+        if source in self.started or self.running:
+            return
+        self.started.add(source)
+        normalise = has_unit_vectors(EmbeddingTiff(source).provenance.product)
+        layer_id = layer.id()
+
+        def build(task):
+            return overviews.build(source, normalise, lambda f: task.setProgress(100 * f), task.isCanceled, external=True)
+
+        def done(exception, result=None):
+            self.running = False
+            if exception is not None:
+                QgsMessageLog.logMessage(f"Overviews of {source} failed: {exception}", LOG_TAG, Qgis.MessageLevel.Warning)
+                return
+            built = QgsProject.instance().mapLayer(layer_id)
+            if built is not None:
+                built.dataProvider().reloadData()  # GDAL opens the new .ovr: QGIS draws from it too
+                built.triggerRepaint()
+
+        self.running = True
+        self.task = QgsTask.fromFunction("GeoEmbed: embedding overviews", build, on_finished=done)
+        QgsApplication.taskManager().addTask(self.task)
+        text = "Building the overviews of this large layer: once they are done, a click shows a preview at once."
+        self.dock.tell(QCoreApplication.translate("SimilarityPanel", text), Qgis.MessageLevel.Info)
+
+    def cancel(self):
+        if self.running and self.task is not None:
+            self.task.cancel()

@@ -1,4 +1,7 @@
-"""Embedding GeoTIFFs written by GeoEmbed (or any north-up Float32 embedding raster) as EmbeddingRasters."""
+"""Embedding GeoTIFFs written by GeoEmbed (or any north-up Float32 embedding raster) as EmbeddingRasters.
+
+Bands with a scale or offset (GDAL's, e.g. geoembed:load OUTPUT_TYPE=int16) are read as the values they stand for,
+as QGIS and GDAL show them; nodata is told from the stored numbers."""
 
 import json
 import math
@@ -10,6 +13,7 @@ from ..errors import GeoEmbedError
 from ..model import EmbeddingBlock, EmbeddingRaster, Provenance
 from .gdal_io import crs_string, open_raster, read_window
 from .grid import Grid
+from .scaled_int16 import is_term_scale, term_values
 
 
 class EmbeddingTiff(EmbeddingRaster):
@@ -28,6 +32,7 @@ class EmbeddingTiff(EmbeddingRaster):
         bands = [self._dataset.GetRasterBand(i + 1) for i in range(self._dataset.RasterCount)]
         self.band_names = tuple(band.GetDescription() or f"B{i + 1:02d}" for i, band in enumerate(bands))
         self.nodata = bands[0].GetNoDataValue()
+        self.scale, self.offset = bands[0].GetScale() or 1.0, bands[0].GetOffset() or 0.0
         meta = self._dataset.GetMetadata() or {}
         year = meta.get("GEOEMBED_YEAR")
         self.provenance = Provenance(
@@ -41,12 +46,25 @@ class EmbeddingTiff(EmbeddingRaster):
             product_version=meta.get("GEOEMBED_PRODUCT_VERSION", ""),
         )
 
-    def _block(self, values):
-        values = values.astype(np.float32, copy=False)
-        valid = np.isfinite(values).all(axis=0)  # NaN or infinite components are never a vector
+    def _block(self, stored):
+        nodata = None
         if self.nodata is not None and not math.isnan(self.nodata):
-            valid &= ~(values == self.nodata).any(axis=0)
+            nodata = (stored == self.nodata).any(axis=0)
+        values = self._values(stored)
+        valid = np.isfinite(values).all(axis=0)  # NaN or infinite components are never a vector
+        if nodata is not None:
+            valid &= ~nodata
         return EmbeddingBlock(values, valid)
+
+    def _values(self, stored):
+        """Float32 values of stored numbers: scale and offset applied as GDAL does (in double, then float32)."""
+        if self.scale == 1.0 and self.offset == 0.0:
+            return stored.astype(np.float32, copy=False)
+        if is_term_scale(self.scale, self.offset) and stored.dtype == np.int16:
+            return term_values(stored)  # exact, and without float64 temporaries
+        values = stored * self.scale  # float64
+        values += self.offset
+        return values.astype(np.float32)
 
     def read(self, window):
         return self._block(read_window(self._dataset, self.location, window.col, window.row, window.width, window.height))
