@@ -74,9 +74,11 @@ class GeoEmbedAlgorithm(QgsProcessingAlgorithm):
     def tr(self, text):
         return QCoreApplication.translate("GeoEmbed", text)
 
+    HELP_PARTS = ()  # help paragraphs shared by several algorithms (resources/help/parts/NAME.html), appended
+
     def shortHelpString(self):  # noqa: N802
-        path = HELP_DIR / f"{self.NAME}.html"
-        return path.read_text(encoding="utf-8") if path.exists() else ""
+        paths = [HELP_DIR / f"{self.NAME}.html", *(HELP_DIR / "parts" / f"{part}.html" for part in self.HELP_PARTS)]
+        return "".join(path.read_text(encoding="utf-8") for path in paths if path.exists())
 
     def helpUrl(self):  # noqa: N802
         return f"{__about__.__uri_repository__}#geoembed{self.NAME}"

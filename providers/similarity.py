@@ -46,6 +46,7 @@ class SimilarityAlgorithm(GeoEmbedAlgorithm):
     GROUP = "Analyse"
     GROUP_ID = "analyse"
     PATH_INPUTS = ("INPUT",)
+    HELP_PARTS = ("cluster",)
 
     def initAlgorithm(self, config=None):
         self.addParameter(QgsProcessingParameterRasterLayer("INPUT", self.tr("Embeddings (layer, product file or folder)")))

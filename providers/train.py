@@ -141,6 +141,7 @@ class ClassifyAlgorithm(GeoEmbedAlgorithm):
     GROUP = "Classify"
     GROUP_ID = "classify"
     PATH_INPUTS = ("INPUT",)
+    HELP_PARTS = ("cluster",)
 
     def initAlgorithm(self, config=None):
         self.addParameter(QgsProcessingParameterRasterLayer("INPUT", self.tr("Embeddings (layer, product file or folder)")))

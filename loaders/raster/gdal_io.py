@@ -109,11 +109,16 @@ def gdal_call(function, *args, http_warnings=False, **kwargs):
     return result, messages
 
 
-@contextmanager
 def remote_options():
-    """Thread-local GDAL options for HTTP range reads (Processing runs algorithms in worker threads)."""
+    """Thread-local GDAL options for HTTP range reads (Processing runs algorithms in worker threads); the same
+    variables set in the environment win."""
     options = {**REMOTE_OPTIONS, **_timeout_options()}
-    options = {key: value for key, value in options.items() if key not in os.environ}
+    return thread_options({key: value for key, value in options.items() if key not in os.environ})
+
+
+@contextmanager
+def thread_options(options):
+    """GDAL config options for this thread only, restored afterwards."""
     previous = {key: gdal.GetThreadLocalConfigOption(key, None) for key in options}
     for key, value in options.items():
         gdal.SetThreadLocalConfigOption(key, value)

@@ -17,14 +17,13 @@ Levels: factors 2, 4, 8, ... down to about SMALLEST pixels, which GDAL and QGIS 
 import math
 import os
 import threading
-from contextlib import contextmanager
 
 import numpy as np
 from osgeo import gdal, gdal_array
 
 from ..errors import Cancelled, GeoEmbedError
 from ..model import NODATA, EmbeddingRaster
-from .gdal_io import gdal_call, gdal_errors, read_window
+from .gdal_io import gdal_call, gdal_errors, read_window, thread_options
 from .grid import Grid, Window
 
 SMALLEST = 256  # the coarsest level is the last whose longer side still has at least this many pixels
@@ -140,18 +139,6 @@ class _Band:
         return codes
 
 
-@contextmanager
-def _thread_options(options):
-    previous = {key: gdal.GetThreadLocalConfigOption(key, None) for key in options}
-    for key, value in options.items():
-        gdal.SetThreadLocalConfigOption(key, value)
-    try:
-        yield
-    finally:
-        for key, value in previous.items():
-            gdal.SetThreadLocalConfigOption(key, value)
-
-
 def _last(messages):
     return messages[-1].rstrip(".") if messages else "GDAL gave no reason"
 
@@ -259,7 +246,7 @@ def _internal(path, levels, band, normalise):
     target, messages = gdal_call(gdal.OpenEx, path, gdal.OF_RASTER | gdal.OF_UPDATE)
     if target is None:
         raise GeoEmbedError(f"Cannot open {path} to add overviews: {_last(messages)}.")
-    with _thread_options(OVERVIEW_OPTIONS):
+    with thread_options(OVERVIEW_OPTIONS):
         _, messages = gdal_call(target.BuildOverviews, "NONE", levels)
     if target.GetRasterBand(1).GetOverviewCount() != len(levels):
         raise GeoEmbedError(f"Cannot add overviews to {path}: {_last(messages)}.")
@@ -276,7 +263,7 @@ def _pyramid_file(partial, width, height, bands, data_type, levels, band, normal
     if target is None:
         raise GeoEmbedError(f"Cannot create {partial}: {_last(messages)}.")
     if len(levels) > 1:
-        with _thread_options(OVERVIEW_OPTIONS):
+        with thread_options(OVERVIEW_OPTIONS):
             gdal_call(target.BuildOverviews, "NONE", [f // levels[0] for f in levels[1:]])
     sets = [[target.GetRasterBand(b + 1) for b in range(bands)]]
     sets += [[target.GetRasterBand(b + 1).GetOverview(i) for b in range(bands)] for i in range(len(levels) - 1)]

@@ -253,3 +253,13 @@ def test_processing_run_executes_geoembed_load(tile_2024_31n, tmp_path):
     output = tmp_path / "embeddings.tif"
     results = processing.run("geoembed:load", {"PRODUCT": "aef", "SOURCE": str(tile_2024_31n[1]), "OUTPUT": str(output)})
     assert results["OUTPUT"] == str(output) and output.is_file()
+
+
+def test_every_algorithm_has_help_and_shared_parts_follow_their_parameters():
+    """Each algorithm's help page exists; an algorithm with CLUSTER gets the shared paragraph that explains it."""
+    provider = QgsApplication.processingRegistry().providerById(PROVIDER_ID)
+    for algorithm in provider.algorithms():
+        text = algorithm.shortHelpString()
+        assert len(text) > 200, f"{algorithm.id()} has no help page"
+        has_cluster = algorithm.parameterDefinition("CLUSTER") is not None
+        assert ("Dask cluster" in text) == has_cluster, algorithm.id()
