@@ -22,13 +22,6 @@ from ..loaders.raster.writer import BLOCK
 
 CHUNK = 65536  # pixels summed at once: 64 bands x 65536 x float64 = 32 MiB of temporaries
 
-UNIT_VECTOR_PRODUCTS = ("aef",)
-"""Products whose pixel vectors are unit vectors (the catalog has no such flag): AEF and its Earth Engine exports."""
-
-
-def has_unit_vectors(product_id):
-    return product_id in UNIT_VECTOR_PRODUCTS
-
 
 @dataclass
 class ZonalResult:

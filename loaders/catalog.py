@@ -20,6 +20,7 @@ class Product:
     public_location: str
     dequantization: str
     bytes_per_vector: int = 0  # stored bytes of one vector (what storage and egress scale with)
+    unit_vectors: bool = False  # every valid vector has length 1: means of them are re-normalised
 
 
 AEF = Product(
@@ -38,6 +39,7 @@ AEF = Product(
         "float values, already de-quantised: used as they are (all-zero vectors, NaN and the file's noData are nodata)"
     ),
     bytes_per_vector=64,
+    unit_vectors=True,
 )
 
 TESSERA = Product(
@@ -229,6 +231,11 @@ def years_text(product):
         return "static (no year)"
     first, last = product.years[0], product.years[-1]
     return str(first) if first == last else f"{first}-{last}"
+
+
+def has_unit_vectors(product_id):
+    """True for products whose vectors are unit vectors (AEF and its Earth Engine exports, which load as aef)."""
+    return product_id in PRODUCTS and PRODUCTS[product_id].unit_vectors
 
 
 def product(product_id):

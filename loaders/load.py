@@ -138,8 +138,8 @@ def run(request, log=None, progress=None, is_cancelled=None, client=None):
     check_destination(request.output)
     check_output_type(request.output_type, request.product or "auto")  # refused before anything is read
     product_id, raster = plan(request, log, client)
-    # AEF's vectors are unit vectors (analysis.zonal.UNIT_VECTOR_PRODUCTS): their means are re-normalised
-    tee = OverviewTee(raster, request.output, product_id == catalog.AEF.id) if request.overviews else None
+    # the means of unit vectors are re-normalised
+    tee = OverviewTee(raster, request.output, catalog.has_unit_vectors(product_id)) if request.overviews else None
     try:
         storage = output_storage(request, product_id, raster)
         write_geotiff(tee or raster, request.output, progress, is_cancelled, storage=storage)

@@ -23,8 +23,8 @@ from qgis.core import (
     QgsProcessingParameterString,
 )
 
-from ..analysis.zonal import has_unit_vectors
 from ..loaders import catalog, load
+from ..loaders.catalog import has_unit_vectors
 from ..loaders.errors import GeoEmbedError
 from ..loaders.products import tessera_versions
 from ..loaders.products.patches import patch_fields_json

@@ -20,7 +20,8 @@ from qgis.core import (
     QgsWkbTypes,
 )
 
-from ..analysis.zonal import has_unit_vectors, zonal_means
+from ..analysis.zonal import zonal_means
+from ..loaders.catalog import has_unit_vectors
 from ..loaders.errors import Cancelled
 from ..loaders.products.geoparquet import pyarrow_parquet
 from ..loaders.raster.rasterize import PolygonMask

@@ -29,7 +29,7 @@ from qgis.PyQt.QtWidgets import (
 
 from ..analysis.query_file import FILE_FILTER, SUFFIX
 from ..analysis.similarity import preview_heatmap, query_at
-from ..analysis.zonal import has_unit_vectors
+from ..loaders.catalog import has_unit_vectors
 from ..loaders.errors import GeoEmbedError
 from ..loaders.raster import overviews
 from ..loaders.raster.embedding_tiff import EmbeddingTiff

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from osgeo import ogr
 
-from geoembed.analysis.zonal import ZoneSums, has_unit_vectors, zonal_means
+from geoembed.analysis.zonal import ZoneSums, zonal_means
+from geoembed.loaders.catalog import has_unit_vectors
 from geoembed.loaders.errors import Cancelled
 from geoembed.loaders.raster.rasterize import PolygonMask
 from tests.support.polygons import inside_polygons
