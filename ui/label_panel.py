@@ -26,7 +26,7 @@ from qgis.PyQt.QtWidgets import (
 from ..analysis.review import most_confident
 from ..providers.train import METHODS
 from .layers import CLASS_FIELD, add_geometry, colour_by_class, live, memory_layer, pixel_polygon, to_layer_crs
-from .map_tools import PointLabelTool, PolygonLabelTool
+from .map_tools import PointLabelTool, PolygonLabelTool, use_tool
 from .review_list import RIGHT, WRONG, BackgroundCall, ReviewList
 from .runner import load_into_project
 
@@ -59,7 +59,7 @@ class LabelPanel(QWidget):
         self.polygon_button = QPushButton(self.tr("Draw polygons"))
         for button, tool in ((self.point_button, self.point_tool), (self.polygon_button, self.polygon_tool)):
             button.setCheckable(True)
-            button.toggled.connect(lambda on, tool=tool: self._toggle_tool(tool, on))
+            button.toggled.connect(lambda on, tool=tool: use_tool(self.dock.canvas, tool, on))
             tool.deactivated.connect(lambda button=button: button.setChecked(False))
         self.method = QComboBox()
         for method in METHODS:
@@ -151,13 +151,6 @@ class LabelPanel(QWidget):
                 colour_by_class(layer, self.classes)
 
     # --- labels on the map -------------------------------------------------------------------
-
-    def _toggle_tool(self, tool, on):
-        canvas = self.dock.canvas
-        if on:
-            canvas.setMapTool(tool)
-        elif canvas.mapTool() is tool:
-            canvas.unsetMapTool(tool)
 
     def _label_layer(self, attribute, name, geometry):
         raster = self.dock.embedding_layer()

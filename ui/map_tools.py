@@ -10,6 +10,14 @@ from ..qgis_compat import GEOMETRY_POLYGON
 NEW, ADD, NEGATIVE = "new", "add", "negative"
 
 
+def use_tool(canvas, tool, on):
+    """Make tool the canvas's map tool (on), or release it if it still is (off: another tool may have taken over)."""
+    if on:
+        canvas.setMapTool(tool)
+    elif canvas.mapTool() is tool:
+        canvas.unsetMapTool(tool)
+
+
 def click_mode(modifiers):
     """What a click means: Shift adds an example, Alt adds a counter-example, a plain click starts over."""
     if modifiers & Qt.KeyboardModifier.AltModifier:

@@ -20,7 +20,7 @@ from qgis.PyQt.QtWidgets import QComboBox, QHBoxLayout, QLabel, QListWidget, QLi
 
 from ..qgis_compat import GEOMETRY_POINT
 from .layers import add_point, clear, live, memory_layer
-from .map_tools import ReviewTool
+from .map_tools import ReviewTool, use_tool
 
 RIGHT, WRONG, OPEN = "right", "wrong", "open"
 MARK_FIELD = "mark"
@@ -55,7 +55,7 @@ class ReviewList(QWidget):
         self.map_button.setToolTip(self.tr("Click near a match: right, click again: wrong, once more: unmarked"))
         self.tool = ReviewTool(dock.canvas)
         self.tool.clicked.connect(self.toggle_near)
-        self.map_button.toggled.connect(self._toggle_tool)
+        self.map_button.toggled.connect(lambda on: use_tool(self.dock.canvas, self.tool, on))
         self.tool.deactivated.connect(lambda: self.map_button.setChecked(False))
         self.correction = QComboBox() if corrections_label else None
         self.retrain_button = QPushButton(self.tr("Retrain with the marks"))
@@ -174,13 +174,6 @@ class ReviewList(QWidget):
         canvas.setCenter(where)
         canvas.refresh()
         canvas.flashGeometries([QgsGeometry.fromPointXY(where)], canvas.mapSettings().destinationCrs())
-
-    def _toggle_tool(self, on):
-        canvas = self.dock.canvas
-        if on:
-            canvas.setMapTool(self.tool)
-        elif canvas.mapTool() is self.tool:
-            canvas.unsetMapTool(self.tool)
 
     # --- drawing the marks -----------------------------------------------------------------------------
 

@@ -35,7 +35,7 @@ from ..loaders.raster import overviews
 from ..loaders.raster.embedding_tiff import EmbeddingTiff
 from ..providers.styles import apply_ramp
 from .layers import add_point, clear, layers_with_source, live, memory_layer, to_layer_crs
-from .map_tools import NEGATIVE, NEW, ExampleTool
+from .map_tools import NEGATIVE, NEW, ExampleTool, use_tool
 from .review_list import RIGHT, WRONG, ReviewList
 from .runner import LOG_TAG, load_into_project
 
@@ -53,7 +53,7 @@ class SimilarityPanel(QWidget):
         self.overview_builder = OverviewBuilder(dock)
         self.pick_button = QPushButton(self.tr("Pick examples on the map"))
         self.pick_button.setCheckable(True)
-        self.pick_button.toggled.connect(self._toggle_tool)
+        self.pick_button.toggled.connect(lambda on: use_tool(self.dock.canvas, self.tool, on))
         self.tool.deactivated.connect(lambda: self.pick_button.setChecked(False))
         hint = QLabel(self.tr("Click: a new example · Shift+click: one more example · Alt+click: a counter-example"))
         hint.setWordWrap(True)
@@ -92,13 +92,6 @@ class SimilarityPanel(QWidget):
         self._show_threshold()
 
     # --- examples ----------------------------------------------------------------------------
-
-    def _toggle_tool(self, on):
-        canvas = self.dock.canvas
-        if on:
-            canvas.setMapTool(self.tool)
-        elif canvas.mapTool() is self.tool:
-            canvas.unsetMapTool(self.tool)
 
     def _example_layers(self, crs):
         """The examples and counter-examples layers, in crs (created, or re-created when the CRS changed)."""
