@@ -97,6 +97,9 @@ def child(kind, *args):
     print(seconds, peak_rss_kib())
 
 
+LAST_TIMES = []  # every time of the last measure(), for the spread
+
+
 def measure(kind, *args, repeat=1):
     """(seconds, peak MiB, stderr) of one code path in fresh processes: the fastest time and the highest peak."""
     code = f"import sys; sys.path.insert(0, {str(ROOT)!r}); import bench.bench_interactive as b; b.child(*sys.argv[1:])"
@@ -114,6 +117,7 @@ def measure(kind, *args, repeat=1):
         seconds, rss_kib = result.stdout.split()[-2:]
         runs.append((float(seconds), int(rss_kib) / 1024))
         errors += result.stderr
+    LAST_TIMES[:] = [s for s, _ in runs]
     return min(s for s, _ in runs), max(m for _, m in runs), errors
 
 
@@ -127,10 +131,10 @@ def main():
     sizes = [args.size] if args.size else [int(s) for s in args.sizes.split(",")]
     print(f"load average {os.getloadavg()[0]:.2f} (other processes on the machine skew the times); screen {SCREEN}")
 
-    def row(name, seconds, mib, base_name, base_seconds, target, ok):
+    def row(name, seconds, mib, base_name, base_seconds, target, ok, note=""):
         print(
             f"{name:<16} {seconds:8.2f} s  peak {mib:5.0f} MiB | {base_name} {base_seconds:8.2f} s | "
-            f"ratio {seconds / base_seconds:6.2f}x  target {target:<10} {verdict(ok)}",
+            f"ratio {seconds / base_seconds:6.2f}x  target {target:<10} {verdict(ok)}{note}",
             flush=True,
         )
 
@@ -155,6 +159,7 @@ def main():
         full_s, full_mib, _ = measure("full", out, folder / "full.tif", repeat=args.repeat)
         print(f"full-{size:<11} {full_s:8.2f} s  peak {full_mib:5.0f} MiB | full-resolution heatmap (today's click)")
         view_s, view_mib, errors = measure("first_view", out, folder / "preview.tif", repeat=max(args.repeat, 3))
+        spread = f"fastest of {len(LAST_TIMES)}; spread {min(LAST_TIMES):.2f}-{max(LAST_TIMES):.2f} s"
         factor = next(line.split()[1] for line in errors.splitlines() if line.startswith("factor"))
         cpu = min(float(line.split()[1]) for line in errors.splitlines() if line.startswith("cpu"))
         row(
@@ -165,6 +170,7 @@ def main():
             full_s,
             f"< {FIRST_VIEW_TARGET_S:g} s",
             view_s < FIRST_VIEW_TARGET_S,
+            f"  [{spread}]",
         )
         from osgeo import gdal
 
