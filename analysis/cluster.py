@@ -14,6 +14,7 @@ import numpy as np
 
 from ..loaders.errors import Cancelled, GeoEmbedError
 from ..loaders.model import EmbeddingBlock
+from .blas import matmul
 from .classify import has_sklearn
 from .pixel_sample import sample_pixels
 from .regions import unit
@@ -32,7 +33,7 @@ def nearest(points, centroids):
     """Index of the nearest centroid (squared Euclidean; the first one on ties) of each (n, dims) point."""
     points = np.asarray(points, dtype=np.float64)
     # |x - c|^2 = |x|^2 - 2 x.c + |c|^2, and |x|^2 is the same for every c
-    scores = (centroids * centroids).sum(axis=1)[np.newaxis, :] - 2.0 * points @ centroids.T
+    scores = (centroids * centroids).sum(axis=1)[np.newaxis, :] - matmul(2.0 * points, centroids.T)
     return scores.argmin(axis=1)
 
 
@@ -134,10 +135,10 @@ def silhouette(points, labels, chunk=512):
     scores = np.zeros(len(points))
     for start in range(0, len(points), chunk):
         stop = min(start + chunk, len(points))
-        d2 = squares[start:stop, np.newaxis] + squares[np.newaxis, :] - 2.0 * points[start:stop] @ points.T
+        d2 = squares[start:stop, np.newaxis] + squares[np.newaxis, :] - matmul(2.0 * points[start:stop], points.T)
         distances = np.sqrt(np.maximum(d2, 0.0))
         distances[np.arange(stop - start), np.arange(start, stop)] = 0.0
-        sums = distances @ onehot  # (chunk, clusters)
+        sums = matmul(distances, onehot)  # (chunk, clusters)
         own = labels[start:stop]
         rows = np.arange(stop - start)
         alone = counts[own] == 1

@@ -15,6 +15,7 @@ import math
 import numpy as np
 
 from ..loaders.errors import Cancelled, GeoEmbedError
+from .blas import matmul
 
 DEFAULT_SAMPLE = 20_000
 MIN_POINTS = 20  # distinct vectors needed for a TwoNN estimate
@@ -29,7 +30,7 @@ def pca_spectrum(samples):
     if len(samples) < 2:
         raise GeoEmbedError("INPUT has fewer than two valid pixels; a spectrum needs more.")
     centred = samples - samples.mean(axis=0)
-    covariance = centred.T @ centred / (len(samples) - 1)
+    covariance = matmul(centred.T, centred) / (len(samples) - 1)
     variances = np.clip(np.linalg.eigvalsh(covariance)[::-1], 0.0, None)
     total = variances.sum()
     if total <= 0:
@@ -66,7 +67,7 @@ def two_nearest(points, progress=None, is_cancelled=None, max_bytes=DISTANCE_BYT
             raise Cancelled()
         stop = min(n, start + rows)
         # |x_i - x_j|^2 minus |x_i|^2, which is the same along a row and does not change the ranking
-        d2 = points[start:stop] @ points.T
+        d2 = matmul(points[start:stop], points.T)
         d2 *= -2.0
         d2 += squares[None, :]
         d2[np.arange(stop - start), np.arange(start, stop)] = np.inf  # not its own neighbour

@@ -14,6 +14,7 @@ from .. import __about__
 from ..loaders.errors import GeoEmbedError
 from ..loaders.model import EmbeddingBlock
 from ..loaders.remote.locations import atomic_file
+from .blas import matmul
 from .pixel_sample import sample_pixels
 
 PCA_FORMAT = "geoembed-pca-1"
@@ -29,7 +30,7 @@ def fit_pca(samples, components=3):
     samples = np.asarray(samples, dtype=np.float64)
     mean = samples.mean(axis=0)
     centred = samples - mean
-    covariance = centred.T @ centred / max(len(samples) - 1, 1)
+    covariance = matmul(centred.T, centred) / max(len(samples) - 1, 1)
     eigenvalues, eigenvectors = np.linalg.eigh(covariance)
     axes = eigenvectors[:, np.argsort(eigenvalues)[::-1][:components]].T
     signs = np.sign(axes[np.arange(len(axes)), np.abs(axes).argmax(axis=1)])
@@ -39,7 +40,7 @@ def fit_pca(samples, components=3):
 def project(values, mean, axes):
     """Project (dims, ...) vectors onto the axes: (components, ...)."""
     flat = values.reshape(values.shape[0], -1).astype(np.float64)
-    projected = axes @ (flat - mean[:, np.newaxis])
+    projected = matmul(axes, flat - mean[:, np.newaxis])
     return projected.reshape((len(axes),) + values.shape[1:])
 
 
@@ -124,7 +125,7 @@ class PcaModel:
 
     def channels(self, vectors):
         """(3, n) float64 projections of (dims, n) vectors onto the axes (the last axis repeated if fewer than 3)."""
-        projected = self.axes @ (np.asarray(vectors, dtype=np.float64) - self.mean[:, np.newaxis])
+        projected = matmul(self.axes, np.asarray(vectors, dtype=np.float64) - self.mean[:, np.newaxis])
         return projected[[min(c, len(self.axes) - 1) for c in range(3)]]
 
     def limits(self):
@@ -238,7 +239,7 @@ def fit_model(samples, band_names, product, percentiles=PERCENTILES):
     mean, axes = fit_pca(samples, components=min(3, samples.shape[1]))
     flat = np.zeros(len(axes))
     model = PcaModel(mean, axes, flat, flat, band_names, product, percentiles, sample_size=len(samples))
-    projected = model.axes @ (samples.T - model.mean[:, np.newaxis])  # (components, n)
+    projected = matmul(model.axes, samples.T - model.mean[:, np.newaxis])  # (components, n)
     model.lows, model.highs = np.percentile(projected, list(percentiles), axis=1)
     ddof = 1 if len(samples) > 1 else 0
     model.variances = projected.var(axis=1, ddof=ddof)

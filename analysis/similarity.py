@@ -9,6 +9,7 @@ from ..loaders.raster.embedding_tiff import EmbeddingTiff
 from ..loaders.raster.overviews import View, clip_window
 from ..loaders.raster.prefetch import Prefetched
 from ..loaders.raster.writer import BLOCK, OutputSpec, write_rasters
+from .blas import matmul
 from .regions import feature_vectors, unit
 
 
@@ -23,7 +24,7 @@ def cosine(block_values, valid, query):
     """(rows, cols) float32 cosine similarity of each pixel vector to a unit query vector."""
     bands = block_values.shape[0]
     flat = block_values.reshape(bands, -1)
-    dots = query.astype(np.float32) @ flat
+    dots = matmul(query.astype(np.float32), flat)
     norms = np.sqrt(np.einsum("ij,ij->j", flat, flat))
     with np.errstate(invalid="ignore", divide="ignore"):
         similarity = np.where(norms > 0, dots / norms, 0.0).astype(np.float32)
@@ -130,7 +131,7 @@ def view_cosine(view, query, negative=None):
     def part(first, last):
         values, valid = view.read(first, last)
         flat = values.reshape(last - first, -1)
-        return queries[:, first:last] @ flat, np.einsum("ij,ij->j", flat, flat), valid
+        return matmul(queries[:, first:last], flat), np.einsum("ij,ij->j", flat, flat), valid
 
     dots, norms, valid = 0, 0, True
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="geoembed-preview") as pool:

@@ -19,6 +19,7 @@ import numpy as np
 from ..loaders.errors import Cancelled
 from ..loaders.raster.prefetch import Prefetched
 from ..loaders.raster.writer import BLOCK
+from .blas import matmul
 
 CHUNK = 65536  # pixels summed at once: 64 bands x 65536 x float64 = 32 MiB of temporaries
 
@@ -48,7 +49,7 @@ class ZoneSums:
             self.count += part.shape[1]
             self.directed += int(directed.sum())
             self.sums += part.sum(axis=1)
-            self.unit_sums += part[:, directed] @ (1.0 / norms[directed])
+            self.unit_sums += matmul(part[:, directed], 1.0 / norms[directed])
 
     def result(self, normalise):
         """(mean (bands,), spread) - NaNs when the zone has no valid pixel."""
