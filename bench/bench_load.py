@@ -4,14 +4,17 @@ Prints, beside a baseline measured in the same run (a block-by-block GDAL read o
 loader must do), with the issue's targets:
   load float32   a whole tile to Float32 (the default)                       <= 3x the read
   load int16     OUTPUT_TYPE=int16 (q*|q| with band scale 1/127.5^2)         <= 3x the read
-  load pred3     Float32 with the floating-point predictor (PREDICTOR=3) that embedding outputs had before, for
-                 comparison (the rest of this run's code is the new one)
+  load before    Float32 as written before this run's write path (for comparison): no background producer (each block
+                 read and de-quantised only after the previous one is handed to GDAL), blocks north to south (source
+                 tiles decompressed 1.5x), the previous in-place float32 de-quantiser
+  load pred3     (--pred3) Float32 with the floating-point predictor (PREDICTOR=3) that embedding outputs had before
   sizes on disk; peak memory of every run < 1.5 GB (1536 MiB)
 Each measurement runs in a fresh process (GDAL_CACHEMAX=256 MB), so its peak RSS (VmHWM) is its own; CPU seconds
-(user + system, all threads) are printed too, being less moved by other work on the machine than wall time.
+(user + system, all threads) are printed too, being less moved by other work on the machine than wall time, and the
+load average when each run ended (the machine has 2 cores: above 2, other work takes some of them).
 The tile is bench_analysis.py's realistic one (build/bench/analysis-SIZE/) when it exists, else one made here.
 
-    .venv/bin/python bench/bench_load.py [--size 8192] [--repeat N]
+    .venv/bin/python bench/bench_load.py [--size 8192] [--repeat N] [--pred3]
 """
 
 import argparse
@@ -69,8 +72,10 @@ def baseline_read(tile):
             dataset.ReadAsArray(x, y, min(512, dataset.RasterXSize - x), min(512, dataset.RasterYSize - y))
 
 
-def geoembed_load(tile, out, output_type="float32", predictor=None):
+def geoembed_load(tile, out, output_type="float32", predictor="", before=""):
+    from geoembed.loaders import load
     from geoembed.loaders.load import LoadRequest, run
+    from geoembed.loaders.products import aef
     from geoembed.loaders.raster import writer
 
     class Quiet:
@@ -81,7 +86,24 @@ def geoembed_load(tile, out, output_type="float32", predictor=None):
 
     if predictor:
         writer.EMBEDDING_PREDICTOR = int(predictor)
+    if before:
+        produced = writer._produced
+        writer._produced = lambda produce, windows, ahead, is_cancelled=None: produced(produce, windows, False, is_cancelled)
+        load.write_order = lambda raster: None
+        aef.dequantize = previous_dequantize
     run(LoadRequest(output=str(out), product="aef", source=str(tile), output_type=output_type), log=Quiet())
+
+
+def previous_dequantize(q):
+    """The de-quantiser before this change (the same float32 values, in more passes and a float temporary)."""
+    import numpy as np
+
+    from geoembed.loaders.raster.scaled_int16 import TERM_DIVISOR
+
+    values = q.astype(np.float32)
+    values *= np.abs(values)
+    values /= TERM_DIVISOR
+    return values
 
 
 def cpu_seconds():
@@ -91,6 +113,12 @@ def cpu_seconds():
     return usage.ru_utime + usage.ru_stime
 
 
+def bytes_read():
+    """Bytes this process has read from files (/proc/self/io rchar): a source tile decompressed twice is read twice."""
+    with open("/proc/self/io", encoding="ascii") as io:
+        return next(int(line.split()[1]) for line in io if line.startswith("rchar:"))
+
+
 def peak_rss_kib():
     """VmHWM of this process: unlike ru_maxrss it does not inherit the parent's peak across fork + exec."""
     with open("/proc/self/status", encoding="ascii") as status:
@@ -98,11 +126,12 @@ def peak_rss_kib():
 
 
 def measure(kind, *args, repeat=1):
-    """Run one code path in fresh child processes; returns (fastest seconds, its CPU seconds, highest peak MiB)."""
+    """Run one code path in fresh child processes; returns (fastest seconds, its CPU seconds, highest peak MiB, MiB read
+    from files by the fastest run)."""
     code = (
         f"import sys, time; sys.path.insert(0, {str(ROOT)!r}); import bench.bench_load as b; "
-        f"c = b.cpu_seconds(); t = time.perf_counter(); b.{kind}(*sys.argv[1:]); "
-        "print(time.perf_counter() - t, b.cpu_seconds() - c, b.peak_rss_kib())"
+        f"r = b.bytes_read(); c = b.cpu_seconds(); t = time.perf_counter(); b.{kind}(*sys.argv[1:]); "
+        "print(time.perf_counter() - t, b.cpu_seconds() - c, b.peak_rss_kib(), b.bytes_read() - r)"
     )
     runs = []
     for _ in range(repeat):
@@ -111,10 +140,10 @@ def measure(kind, *args, repeat=1):
         if result.returncode:
             print(result.stderr[-4000:], file=sys.stderr)
         result.check_returncode()
-        seconds, cpu, rss_kib = result.stdout.split()[-3:]
-        runs.append((float(seconds), float(cpu), int(rss_kib) / 1024))
+        seconds, cpu, rss_kib, read = result.stdout.split()[-4:]
+        runs.append((float(seconds), float(cpu), int(rss_kib) / 1024, int(read) / 2**20))
     fastest = min(runs)
-    return fastest[0], fastest[1], max(mib for _, _, mib in runs)
+    return fastest[0], fastest[1], max(run[2] for run in runs), fastest[3]
 
 
 def bench_tile(size):
@@ -133,6 +162,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=8192)
     parser.add_argument("--repeat", type=int, default=1, help="runs of each timing (the fastest is kept; default 1)")
+    parser.add_argument("--pred3", action="store_true", help="also time Float32 with the floating-point predictor")
     args = parser.parse_args()
     started = time.perf_counter()
     tile = bench_tile(args.size)
@@ -142,24 +172,27 @@ def main():
         f"tile {tile.name}: {args.size} x {args.size} x 64 int8, {tile.stat().st_size / 2**20:.0f} MiB on disk "
         f"({time.perf_counter() - started:.0f} s); load average {os.getloadavg()[0]:.2f} (other work skews the times)"
     )
-    read_s, read_cpu, read_mib = measure("baseline_read", tile, repeat=args.repeat)
-    print(f"{'read':<14} {read_s:8.1f} s  cpu {read_cpu:6.1f} s  peak {read_mib:5.0f} MiB | block-by-block GDAL read (baseline)")
+    read_s, read_cpu, read_mib, read_bytes = measure("baseline_read", tile, repeat=args.repeat)
+    print(
+        f"{'read':<14} {read_s:8.1f} s  cpu {read_cpu:6.1f} s  peak {read_mib:5.0f} MiB | block-by-block GDAL read (baseline)"
+        f"  read from disk {read_bytes:.0f} MiB  load {os.getloadavg()[0]:.1f}"
+    )
     rows = [("read", read_mib)]
     sizes = {}
-    for name, extra, target in (
-        ("load float32", ("float32",), 3.0),
-        ("load int16", ("int16",), 3.0),
-        ("load pred3", ("float32", "3"), None),
-    ):
+    runs = [("load float32", ("float32",), 3.0), ("load int16", ("int16",), 3.0), ("load before", ("float32", "", "1"), None)]
+    if args.pred3:
+        runs.append(("load pred3", ("float32", "3"), None))
+    for name, extra, target in runs:
         path = out / f"load-{name.split()[-1]}.tif"
-        seconds, cpu, mib = measure("geoembed_load", tile, path, *extra, repeat=args.repeat)
+        seconds, cpu, mib, mib_read = measure("geoembed_load", tile, path, *extra, repeat=args.repeat)
         sizes[name] = path.stat().st_size
         path.unlink()
         rows.append((name, mib))
         verdict = "(none)" if target is None else f"<= {target:g}x    {'PASS' if seconds <= target * read_s else 'FAIL'}"
         print(
             f"{name:<14} {seconds:8.1f} s  cpu {cpu:6.1f} s  peak {mib:5.0f} MiB | read {read_s:8.1f} s | "
-            f"ratio {seconds / read_s:6.2f}x (cpu {cpu / read_cpu:5.2f}x)  target {verdict}",
+            f"ratio {seconds / read_s:6.2f}x (cpu {cpu / read_cpu:5.2f}x)  target {verdict}  "
+            f"cores used {cpu / seconds:.2f}  read from disk {mib_read:.0f} MiB  load {os.getloadavg()[0]:.1f}",
             flush=True,
         )
     raw = args.size * args.size * 64

@@ -9,8 +9,9 @@ from . import catalog, products
 from .errors import GeoEmbedError
 from .model import Provenance
 from .raster.grid import transform_bounds
+from .raster.mosaic import TileMosaic
 from .raster.overviews import OverviewTee
-from .raster.writer import check_destination, write_geotiff
+from .raster.writer import check_destination, in_row_pairs, write_geotiff
 from .remote.locations import is_url
 
 
@@ -142,7 +143,7 @@ def run(request, log=None, progress=None, is_cancelled=None, client=None):
     tee = OverviewTee(raster, request.output, catalog.has_unit_vectors(product_id)) if request.overviews else None
     try:
         storage = output_storage(request, product_id, raster)
-        write_geotiff(tee or raster, request.output, progress, is_cancelled, storage=storage)
+        write_geotiff(tee or raster, request.output, progress, is_cancelled, storage=storage, order=write_order(raster))
         if tee is not None:
             _finish_overviews(tee, request.output, is_cancelled)
         elif os.path.exists(request.output + ".ovr"):
@@ -152,6 +153,12 @@ def run(request, log=None, progress=None, is_cancelled=None, client=None):
             tee.discard()
         raster.close()
     return LoadResult(request.output, product_id, raster.grid, raster.provenance, getattr(raster, "patches", None))
+
+
+def write_order(raster):
+    """The order write_geotiff reads a raster's blocks in: a mosaic of tiles, two block rows at a time (each source
+    tile is decompressed once); any other raster north to south."""
+    return in_row_pairs if isinstance(raster, TileMosaic) else None
 
 
 def _finish_overviews(tee, output, is_cancelled):

@@ -10,7 +10,7 @@ import re
 from dataclasses import replace
 
 from .errors import Cancelled, GeoEmbedError, YearNotFound
-from .load import LoadResult, PrintLog, plan
+from .load import LoadResult, PrintLog, check_output_type, output_storage, plan, write_order
 from .raster.mosaic import onto_grid
 from .raster.planning import year_span
 from .raster.writer import check_destination, write_geotiff
@@ -71,10 +71,15 @@ class BufferedLog:
             method(message)
 
 
-def run_years(request, years, log=None, progress=None, is_cancelled=None, client=None):
-    """Load every year of `years` (oldest first) onto one grid; returns their LoadResults, oldest first."""
+def run_years(request, years, log=None, progress=None, is_cancelled=None, client=None, write=None):
+    """Load every year of `years` (oldest first) onto one grid; returns their LoadResults, oldest first.
+
+    write(year request, raster, grid, progress, is_cancelled): writes a year's raster (planned from the request, not
+    yet on grid) to the request's output instead of write_geotiff here (e.g. on a Dask cluster, whose workers plan
+    the year again from the request)."""
     log = log or PrintLog()
     check_destination(request.output)
+    check_output_type(request.output_type, request.product or "auto")  # refused before anything is read
     years = sorted(years)
     paths = [year_path(request.output, year) for year in years]
     for path in paths:
@@ -85,7 +90,8 @@ def run_years(request, years, log=None, progress=None, is_cancelled=None, client
         for index, (year, path) in enumerate(zip(years, paths)):
             if is_cancelled and is_cancelled():
                 raise Cancelled()
-            product_id, raster, absent = _plan_year(replace(request, year=year, output=path, grid=grid), year, log, client)
+            year_request = replace(request, year=year, output=path, grid=grid)
+            product_id, raster, absent = _plan_year(year_request, year, log, client)
             if absent is not None:
                 missing.append(absent)
                 log.warning(f"No data for {year} in SOURCE, so {year} is skipped: {absent}")
@@ -95,8 +101,13 @@ def run_years(request, years, log=None, progress=None, is_cancelled=None, client
                 if grid is None:  # the first year that exists decides the grid of all
                     grid = raster.grid
                     request = replace(request, product=product_id)  # detected once
-                raster = onto_grid(raster, grid)  # for products that choose their own grid whatever they are asked
-                write_geotiff(raster, path, _slot(progress, index, len(years)), is_cancelled)
+                year_progress = _slot(progress, index, len(years))
+                if write is not None:
+                    write(replace(year_request, product=product_id), raster, grid, year_progress, is_cancelled)
+                else:
+                    raster = onto_grid(raster, grid)  # for products that choose their own grid whatever they are asked
+                    storage = output_storage(year_request, product_id, raster)  # OUTPUT_TYPE=int16: AEF's terms
+                    write_geotiff(raster, path, year_progress, is_cancelled, storage=storage, order=write_order(raster))
             finally:
                 raster.close()
             written.append(path)

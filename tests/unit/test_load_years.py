@@ -210,11 +210,11 @@ def test_cancel_between_years_removes_the_years_written(index, tmp_path):
 def test_a_failure_in_a_later_year_removes_the_earlier_ones(index, tmp_path, monkeypatch):
     write, calls = years_module.write_geotiff, []
 
-    def failing(raster, path, *args):
+    def failing(raster, path, *args, **kwargs):
         calls.append(path)
         if len(calls) == 2:
             raise GeoEmbedError("disk full")
-        return write(raster, path, *args)
+        return write(raster, path, *args, **kwargs)
 
     monkeypatch.setattr(years_module, "write_geotiff", failing)
     request = LoadRequest(output=str(tmp_path / "aef.tif"), source=index, extent=EXTENT)
