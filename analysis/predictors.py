@@ -10,15 +10,17 @@ before reading it, and checks the values themselves (indices in range, trees tha
 
 import numpy as np
 
+from .blas import matmul
+
 FLOATS = ("<f8", "<f4")
 INTEGERS = ("<i8", "<i4")
 CHUNK_BYTES = 32 * 2**20  # working memory of one kNN distance chunk
 MAX_TREES = 10_000  # train fits 200; more would only make a crafted file slow to apply
 MAX_NEIGHBOURS = 1_000  # train uses 5
-SPARE = 4  # candidates beyond k kept by the float32 screening of the kNN search
-GROUP = 16  # training vectors per group whose minimum distance is partitioned first
 ERROR_PER_BAND = 4 * 2.0**-24  # float32 error bound of a product term, generously (see NeighbourSearch._screen)
 CHUNK_PIXELS = 4096  # pixels a block is predicted in at once (a few MiB of working arrays: they stay in cache)
+LINEAR_CHUNK_PIXELS = 2**18  # a whole 512 x 512 block: linear scores need a few floats per pixel, and one product
+ROUNDING32 = 2.0**-24  # unit roundoff of float32
 
 
 class ModelDataError(ValueError):
@@ -58,6 +60,16 @@ class Predictor:
 
     def predict_proba(self, features):
         raise NotImplementedError
+
+    def best(self, features, valid=None):
+        """(column of classes_ with the highest probability, that probability) for (n, bands) features. Where valid
+        (n,) is False a row may hold NaN or anything: its results are meaningless (zeros are classified there)."""
+        features = np.asarray(features)
+        if valid is not None and not valid.all():
+            features = np.where(valid, features.T, features.dtype.type(0)).T
+        probabilities = self.predict_proba(features)
+        best = probabilities.argmax(axis=1)
+        return best, probabilities[np.arange(len(best)), best]
 
     def chunk_pixels(self, bands):
         """How many pixels to predict at once so the working arrays stay in the processor's caches."""
@@ -167,6 +179,47 @@ class LinearPredictor(Predictor):
         total[zero] = probability.shape[1]
         return probability / total[:, None]
 
+    def best(self, features, valid=None):
+        """Predictor.best, for float32 features and the softmax of 3+ classes, from float32 scores: one product of the
+        pixels with the coefficients, no float64 copy. The class is the highest score's; pixels whose second score is
+        within twice the float32 error bound of it (near-ties, NaN) are decided by predict_proba, so the classes are
+        predict_proba's argmax. The confidence 1/sum(exp(score - top)) is predict_proba's within ~1e-7."""
+        features = np.asarray(features)
+        if self.link != "softmax" or len(self.coef_) < 2 or features.dtype != np.float32 or not len(features):
+            return super().best(features, valid)
+        columns = features.T  # (bands, n): the block's pixel columns, as the product wants them
+        coef32 = self.coef_.astype(np.float32)
+        scores = matmul(coef32, columns)
+        with np.errstate(invalid="ignore", over="ignore"):  # whatever invalid pixels hold (NaN, inf)
+            best, probability, near = self._best_of_scores(scores, columns, coef32)
+        if valid is not None:
+            best[~valid], probability[~valid] = 0, 0
+            near &= valid
+        rows = np.flatnonzero(near)
+        if len(rows):
+            best[rows], probability[rows] = super().best(features[rows])
+        return best, probability
+
+    def _best_of_scores(self, scores, columns, coef32):
+        """(first highest score's row, 1/sum(exp(score - top)), near: a second score within the error bound)."""
+        scores += self.intercept_.astype(np.float32)[:, None]
+        top = scores.max(axis=0)
+        scores -= top
+        best = np.zeros(len(top), dtype=np.intp)
+        for column in range(len(scores) - 1, -1, -1):  # the first highest, as argmax (whose axis-0 form copies)
+            np.copyto(best, column, where=scores[column] == 0)
+        # |float32 score - exact| <= (bands + 3) u (|coef row| |x| + |intercept|): twice that (today's float32
+        # scores, where scikit-learn fits in float32, are as far on the other side) and twice again (two scores)
+        size = np.sqrt(np.einsum("bn,bn->n", columns, columns))
+        bound = 4 * (len(coef32[0]) + 3) * ROUNDING32
+        bound *= np.sqrt(np.einsum("kb,kb->k", coef32, coef32, dtype=np.float64).max()) * size + np.abs(self.intercept_).max()
+        near = np.count_nonzero(scores >= -bound, axis=0) != 1
+        np.exp(scores, out=scores)
+        return best, 1.0 / scores.sum(axis=0), near
+
+    def chunk_pixels(self, bands):
+        return LINEAR_CHUNK_PIXELS
+
     def params(self):
         return {**super().params(), "link": self.link, "rows": len(self.coef_)}
 
@@ -203,6 +256,7 @@ class NeighbourSearch:
         self.k = int(k)
         vectors64 = self.vectors.astype(np.float64)
         self._minus_twice = np.ascontiguousarray(-2.0 * vectors64.T)
+        self._minus_twice_rows = np.ascontiguousarray(self._minus_twice.T)  # gathered by candidate: rows contiguous
         self._norms = np.einsum("ij,ij->i", vectors64, vectors64)
         self._minus_twice32 = None  # made on the first search
 
@@ -222,10 +276,7 @@ class NeighbourSearch:
         screened = self._screen(queries)
         if screened is not None:
             rows, candidates = screened
-            exact = np.einsum("ib,icb->ic", queries[rows], self._minus_twice.T[candidates]) + self._norms[candidates]
-            nearest = self._nearest(exact)
-            neighbours[rows] = np.take_along_axis(candidates, nearest, axis=1)
-            partial[rows] = np.take_along_axis(exact, nearest, axis=1)
+            neighbours[rows], partial[rows] = self._in_order(candidates, self._exact(queries[rows], candidates))
             rest = np.ones(len(queries), dtype=bool)
             rest[rows] = False
         else:
@@ -233,7 +284,7 @@ class NeighbourSearch:
         if screened is None or rest.any():
             # squared distance = |q|^2 - 2 q.v + |v|^2 (scikit-learn's decomposition); |q|^2 does not change the
             # ranking, so it is added to the k chosen only
-            full = queries[rest] @ self._minus_twice
+            full = matmul(queries[rest], self._minus_twice)
             full += self._norms
             neighbours[rest] = self._nearest(full)
             partial[rest] = np.take_along_axis(full, neighbours[rest], axis=1)
@@ -241,42 +292,59 @@ class NeighbourSearch:
         return neighbours, np.sqrt(np.maximum(squared, 0.0).astype(root_dtype))
 
     def _screen(self, queries):
-        """(rows, their candidates in index order) whose k nearest are certainly among the k + SPARE nearest found
-        in float32: the next vector is farther, in float32, than the k-th by more than twice the float32 error bound.
-        The other rows (ties, near-ties) are searched in float64. None: no screening (too few training vectors)."""
-        count = self.k + SPARE
-        if count >= len(self.vectors) or not np.isfinite(queries).all():
+        """(rows, their k nearest, nearest first in float32) for the rows whose k nearest are certain: the next vector
+        is farther, in float32, than the k-th by more than twice the float32 error bound. The other rows (ties,
+        near-ties) are searched in float64. None: no screening (too few training vectors)."""
+        k = self.k
+        if k >= len(self.vectors) or not np.isfinite(queries).all():
             return None
-        if self._minus_twice32 is None:  # padded to whole groups with vectors at infinity
-            groups = -(-len(self.vectors) // GROUP)
-            self._minus_twice32 = np.zeros((queries.shape[1], groups * GROUP), dtype=np.float32)
-            self._minus_twice32[:, : len(self.vectors)] = self._minus_twice
-            self._norms32 = np.full(groups * GROUP, np.inf, dtype=np.float32)
-            self._norms32[: len(self.vectors)] = self._norms
+        if self._minus_twice32 is None:
+            self._minus_twice32 = self._minus_twice.astype(np.float32)
+            self._norms32 = self._norms.astype(np.float32)
             self._largest = float(np.sqrt(self._norms.max()))
-        rough = queries.astype(np.float32) @ self._minus_twice32
+        rough = matmul(queries.astype(np.float32), self._minus_twice32)
         rough += self._norms32
-        # the count + 1 nearest lie in the count + 1 groups of GROUP vectors with the nearest minima: partition those
-        # few instead of every row of rough
-        # (group g: vectors g, g + groups, g + 2 groups...: the minima are elementwise minima of contiguous rows)
-        groups = rough.shape[1] // GROUP
-        if groups > count + 1:
-            minima = rough.reshape(len(rough), GROUP, groups).min(axis=1)
-            near_groups = np.argpartition(minima, count, axis=1)[:, : count + 1]
-            members = (near_groups[:, :, None] + np.arange(GROUP) * groups).reshape(len(rough), -1)
-            values = np.take_along_axis(rough, members, axis=1)
-        else:  # a few groups: all of them
-            members, values = np.broadcast_to(np.arange(rough.shape[1]), rough.shape), rough
-        order = np.argpartition(values, count, axis=1)
-        candidates = np.take_along_axis(members, order[:, :count], axis=1)
-        chosen = np.take_along_axis(values, order[:, :count], axis=1)
-        kth = np.partition(chosen, self.k - 1, axis=1)[:, self.k - 1]
-        following = np.take_along_axis(values, order[:, count : count + 1], axis=1)[:, 0]
+        # the k + 1 nearest, nearest first, one row minimum at a time: each a fast pass over contiguous rows (a
+        # partition of every row costs several times more)
+        flat = rough.reshape(-1)
+        offsets = np.arange(len(rough)) * rough.shape[1]
+        candidates = np.empty((len(rough), k), dtype=np.intp)
+        values = np.empty((len(rough), k + 1), dtype=np.float32)
+        for place in range(k + 1):
+            nearest = rough.argmin(axis=1)
+            at = offsets + nearest
+            values[:, place] = flat.take(at)
+            if place < k:
+                candidates[:, place] = nearest
+                flat.put(at, np.inf)
         # float32 error of -2 q.v + |v|^2 over b bands: below (2b + 6) 2^-24 (|q| |v| + |v|^2), within 4b 2^-24 (...)
         size = np.sqrt(np.einsum("ij,ij->i", queries, queries))
         bound = ERROR_PER_BAND * queries.shape[1] * (size * self._largest + self._largest**2)
-        rows = np.flatnonzero(following > kth + 2 * bound)
-        return rows, np.sort(candidates[rows], axis=1)
+        rows = np.flatnonzero(values[:, k] > values[:, k - 1] + 2 * bound)
+        return rows, candidates[rows]
+
+    def _exact(self, queries, candidates):
+        """-2 q.v + |v|^2 in float64 for each query and its candidates, one candidate column at a time."""
+        exact = np.empty(candidates.shape, dtype=np.float64)
+        for column in range(candidates.shape[1]):
+            chosen = candidates[:, column]
+            exact[:, column] = np.einsum("ib,ib->i", queries, self._minus_twice_rows.take(chosen, axis=0))
+            exact[:, column] += self._norms.take(chosen)
+        return exact
+
+    def _in_order(self, candidates, exact):
+        """(candidates, exact) nearest first, ties to the lower index: rows whose float32 order is strictly the float64
+        one stay as they are, the others are sorted."""
+        unsorted = np.flatnonzero((np.diff(exact, axis=1) <= 0).any(axis=1))
+        if len(unsorted):
+            by_index = np.sort(candidates[unsorted], axis=1)
+            order = np.argsort(candidates[unsorted], axis=1, kind="stable")
+            values = np.take_along_axis(exact[unsorted], order, axis=1)
+            nearest = self._nearest(values)
+            candidates, exact = candidates.copy(), exact.copy()
+            candidates[unsorted] = np.take_along_axis(by_index, nearest, axis=1)
+            exact[unsorted] = np.take_along_axis(values, nearest, axis=1)
+        return candidates, exact
 
     def _nearest(self, squared):
         """Indices of the k smallest per row, nearest first; ties broken by the lower index."""
@@ -381,8 +449,12 @@ class Trees:
         return len(self.starts) - 1
 
     def chunk_pixels(self):
-        """Samples walked at once: (samples x trees) working arrays of a few MiB."""
-        return max(16, 2**18 // self.count)
+        """Samples predicted at once: a few walk steps (walk_step), so that every step but a block's last is whole."""
+        return max(16, 4 * self.walk_step())
+
+    def walk_step(self):
+        """Samples walked at once through every tree: about WALKS (sample, tree) walks."""
+        return max(1, WALKS // self.count)
 
     def leaf_sum(self, features, leaf_value):
         """Sum over the trees, tree by tree in order (as scikit-learn sums them), of leaf_value's row at the leaf
@@ -391,7 +463,7 @@ class Trees:
             self._levels = _Levels(self)
         features = np.asarray(features)
         total = np.zeros((len(features), *leaf_value.shape[1:]), dtype=np.float64)
-        step = self.chunk_pixels()
+        step = self.walk_step()
         for first in range(0, len(features), step):
             rows = self._levels.leaf_rows(features[first : first + step])
             total[first : first + step] = leaf_value.take(rows, axis=0).sum(axis=1)
@@ -500,26 +572,44 @@ class _Levels:
         if self._scaled[0] != samples:  # feature -> offset of its row in the (bands, samples) columns
             self._scaled = (samples, self.feature * samples)
         scaled = self._scaled[1]
-        reached = np.empty(samples * trees, dtype=np.intp)
-        walk = np.arange(samples * trees)  # walk w: sample w // trees in tree w % trees
+        count = samples * trees
+        reached = np.empty(count, dtype=np.intp)
+        walk = np.arange(count)  # walk w: sample w // trees in tree w % trees
         node = np.tile(self.roots, samples)
         sample = np.repeat(np.arange(samples), trees)
+        # working arrays written in place (out=): no allocation per level; the first `going` entries are live
+        at, value, limit = np.empty(count, dtype=np.intp), np.empty(count, dtype=np.float32), np.empty(count, dtype=np.float32)
+        right = np.empty(count, dtype=bool)
+        going = count
         for level in range(self.depth):
             if level % COMPACT_EVERY == COMPACT_EVERY - 1:  # set the walks at their leaves aside
-                done = self.is_leaf.take(node)
-                reached[walk[done]] = node[done]
-                going = ~done
-                walk, node, sample = walk[going], node[going], sample[going]
-            at = scaled.take(node)
-            at += sample
-            right = flat.take(at) > self.limit.take(node)
-            node = self.first.take(node)
-            node += right
-        reached[walk] = node
+                done = self.is_leaf.take(node[:going])
+                reached[walk[:going][done]] = node[:going][done]
+                kept = np.flatnonzero(~done)
+                walk[: len(kept)], node[: len(kept)], sample[: len(kept)] = (
+                    walk[:going].take(kept),
+                    node[:going].take(kept),
+                    sample[:going].take(kept),
+                )
+                going = len(kept)
+                if not going:
+                    break
+            # every index is in range by construction (from_arrays checks the trees, and a feature's row offset plus
+            # the sample lies inside the columns): mode="wrap" skips numpy's bounds checks and its copy for out=
+            live = node[:going]
+            np.take(scaled, live, out=at[:going], mode="wrap")
+            np.add(at[:going], sample[:going], out=at[:going])
+            np.take(flat, at[:going], out=value[:going], mode="wrap")
+            np.take(self.limit, live, out=limit[:going], mode="wrap")
+            np.greater(value[:going], limit[:going], out=right[:going])
+            np.take(self.first, live, out=live, mode="wrap")
+            np.add(live, right[:going], out=live, casting="unsafe")
+        reached[walk[:going]] = node[:going]
         return self.leaf_row.take(reached).reshape(samples, trees)
 
 
 COMPACT_EVERY = 3  # levels between setting finished walks aside (each costs a few passes over the walks)
+WALKS = 2**16  # (sample, tree) walks per step: their working arrays (about 2.5 MiB) stay in the processor's caches
 
 
 class ForestPredictor(Predictor):
@@ -567,6 +657,91 @@ class ForestPredictor(Predictor):
         if (leaf_value < 0).any():
             raise ModelDataError("its leaf values are negative")
         return cls(arrays["classes"], trees.starts, trees.left, trees.right, trees.feature, trees.threshold, leaf_value)
+
+
+class BoostedTreesPredictor(Predictor):
+    """Gradient boosting (scikit-learn's GradientBoostingClassifier): a softmax over the classes' raw scores, each the
+    class's initial score (baseline) plus the values of the leaves a sample reaches in that class's trees (Trees).
+
+    leaf_value holds one row per leaf, in node order: the tree's value times the learning rate in its class's column,
+    zeros in the others. A binary model has one tree per round, for the second class, whose logistic sigmoid(z) is the
+    softmax of [0, z]: its first column and baseline are zeros.
+
+    Prediction walks each class's trees apart (as Trees of their own, with one value per leaf): summing a (samples,
+    trees) array of values costs a class count times less than the (samples, trees, classes) one of all trees at once.
+    """
+
+    kind = "gradient_boosting"
+
+    def __init__(self, classes, starts, left, right, feature, threshold, leaf_value, baseline):
+        super().__init__(classes)
+        self.trees = Trees(starts, left, right, feature, threshold)
+        self.leaf_value = np.asarray(leaf_value, dtype=np.float64)
+        self.baseline = np.asarray(baseline, dtype=np.float64)
+        self._classes_trees = _trees_by_column(self.trees, self.leaf_value)
+
+    def predict_proba(self, features):
+        scores = np.zeros((len(features), self.leaf_value.shape[1]))
+        for column, trees, values in self._classes_trees:
+            scores[:, column] = trees.leaf_sum(features, values)
+        scores += self.baseline
+        return _softmax(scores)
+
+    def chunk_pixels(self, bands):
+        return min(trees.chunk_pixels() for _, trees, _ in self._classes_trees)
+
+    def params(self):
+        return {**super().params(), **self.trees.params(), "leaves": len(self.leaf_value)}
+
+    def arrays(self):
+        return {**super().arrays(), **self.trees.arrays(), "leaf_value": self.leaf_value, "baseline": self.baseline}
+
+    @staticmethod
+    def layout(params, bands):
+        classes = params["classes"]
+        return {
+            "classes": (INTEGERS, (classes,)),
+            **Trees.layout(params),
+            "leaf_value": (FLOATS, (params["leaves"], classes)),
+            "baseline": (FLOATS, (classes,)),
+        }
+
+    @classmethod
+    def from_arrays(cls, arrays, params, bands, n_classes):
+        _check_classes(arrays["classes"], n_classes)
+        trees = Trees.from_arrays(arrays, params, bands)
+        leaf_value, baseline = arrays["leaf_value"], arrays["baseline"]
+        _check_finite("leaf values", leaf_value)
+        _check_finite("initial scores", baseline)
+        # the largest score a sample can reach must be a number: no sum of leaf values overflows to inf (then NaN)
+        leaf_tree = np.repeat(np.arange(trees.count), np.diff(trees.starts))[trees.left < 0]
+        largest = np.zeros(trees.count)
+        np.maximum.at(largest, leaf_tree, np.abs(leaf_value).max(axis=1))
+        with np.errstate(over="ignore"):
+            if not np.isfinite(largest.sum() + np.abs(baseline).max()):
+                raise ModelDataError("its leaf values are too large to add up")
+        return cls(arrays["classes"], trees.starts, trees.left, trees.right, trees.feature, trees.threshold, leaf_value, baseline)
+
+
+def _trees_by_column(trees, leaf_value):
+    """[(column, Trees of the trees scoring it, their leaves' values)] of boosted trees, each tree's values in one
+    column of leaf_value (a tree of zeros scores the first); the trees keep their order."""
+    owner = np.repeat(np.arange(trees.count), np.diff(trees.starts))
+    leaf = trees.left < 0
+    leaf_tree = owner[leaf]
+    scored = np.zeros((trees.count, leaf_value.shape[1]), dtype=np.int64)
+    np.add.at(scored, leaf_tree, leaf_value != 0)
+    if (np.count_nonzero(scored, axis=1) > 1).any():
+        raise ModelDataError("a tree of its gradient boosting scores more than one class")
+    column = scored.argmax(axis=1)
+    groups = []
+    for chosen_column in np.unique(column):
+        chosen = column == chosen_column
+        nodes = chosen[owner]
+        starts = np.concatenate([[0], np.cumsum(np.diff(trees.starts)[chosen])])
+        part = Trees(starts, trees.left[nodes], trees.right[nodes], trees.feature[nodes], trees.threshold[nodes])
+        groups.append((int(chosen_column), part, leaf_value[chosen[leaf_tree], chosen_column]))
+    return groups
 
 
 def _check_tree_links(starts, left, right):
@@ -728,6 +903,7 @@ KINDS = {
         LinearPredictor,
         NeighboursPredictor,
         ForestPredictor,
+        BoostedTreesPredictor,
         RidgeRegressor,
         NeighboursRegressor,
         ForestRegressor,
@@ -750,6 +926,8 @@ def from_estimator(estimator):
         return _neighbours(estimator, classes)
     if name == "RandomForestClassifier":
         return _forest(estimator, classes)
+    if name == "GradientBoostingClassifier":
+        return _boosting(estimator, classes)
     raise ModelDataError(f"a {name} cannot be saved as a GeoEmbed model")
 
 
@@ -793,6 +971,48 @@ def _forest(estimator, classes):
         return value / total
 
     return ForestPredictor(classes, *_tree_arrays(estimator, fractions))
+
+
+def _boosting(estimator, classes):
+    """A fitted GradientBoostingClassifier as a BoostedTreesPredictor: estimators_ is (rounds, trees per round) of
+    regression trees, tree k of a round scoring class k (one tree per round, the second class's, when binary)."""
+    rounds = np.asarray(estimator.estimators_)
+    per_round = rounds.shape[1]
+    if per_round != (1 if len(classes) == 2 else len(classes)):
+        raise ModelDataError(f"its {per_round} trees per round do not score {len(classes)} classes")
+    rate = float(estimator.learning_rate)
+    starts, left, right, feature, threshold, values = _tree_arrays(
+        _Members(rounds.ravel()),
+        lambda value: rate * value[:, 0, 0],  # as scikit-learn scales each tree's value
+    )
+    leaf_tree = np.repeat(np.arange(rounds.size), np.diff(starts))[left < 0]
+    leaf_value = np.zeros((len(values), len(classes)))
+    leaf_value[np.arange(len(values)), leaf_tree % per_round + (1 if per_round == 1 else 0)] = values
+    baseline = _initial_scores(estimator, classes)
+    return BoostedTreesPredictor(classes, starts, left, right, feature, threshold, leaf_value, baseline)
+
+
+class _Members:
+    """The trees of a boosted model in the order scikit-learn adds them, as _tree_arrays reads a forest's."""
+
+    def __init__(self, estimators):
+        self.estimators_ = estimators
+
+
+def _initial_scores(estimator, classes):
+    """The raw score scikit-learn starts every sample from: the log of the class prior (clipped to float32's eps, as
+    scikit-learn does; >= 1.4 subtracts the mean of the logs, which the softmax ignores), for two classes [0, its
+    log-odds]; zeros for init="zero"."""
+    init = estimator.init_
+    if isinstance(init, str) and init == "zero":
+        return np.zeros(len(classes))
+    if type(init).__name__ != "DummyClassifier" or init.strategy != "prior":
+        raise ModelDataError("only gradient boosting started from the class prior can be saved")
+    eps = np.finfo(np.float32).eps
+    prior = np.clip(np.asarray(init.class_prior_, dtype=np.float64), eps, 1 - eps)
+    if len(classes) == 2:
+        return np.array([0.0, np.log(prior[1] / (1 - prior[1]))])
+    return np.log(prior)
 
 
 def _tree_arrays(estimator, leaf_values):

@@ -6,6 +6,8 @@ level-by-level forest walk decide exactly as the float64 search and scikit-learn
 Expectations come from scikit-learn itself (the fitted estimators), not from geoembed.
 """
 
+import math
+
 import numpy as np
 import pytest
 
@@ -85,15 +87,18 @@ def test_class_map_equals_sklearn_pixel_by_pixel(method, kind, block):
 
 @pytest.mark.parametrize("method", classify.METHODS)
 def test_blocks_are_predicted_in_chunks_never_whole(method, monkeypatch):
-    """Each predict_proba call gets at most chunk_pixels pixels (a few MiB of working arrays), whatever the block."""
+    """Each prediction call gets at most chunk_pixels pixels (a few MiB of working arrays), whatever the block."""
     estimator, model = trained(method)
-    raster, _, _ = raster_of(MemRaster, 300, 300)
-    sizes = []
-    original = type(model.estimator).predict_proba
-    monkeypatch.setattr(type(model.estimator), "predict_proba", lambda self, f: sizes.append(len(f)) or original(self, f))
-    class_maps(ClassRasters(raster, model, 300), raster.grid, 300)
     step = model.estimator.chunk_pixels(BANDS)
-    assert max(sizes) <= step < 300 * 300
+    side = math.isqrt(step) + 1  # one block of more pixels than a chunk
+    raster, _, _ = raster_of(MemRaster, side, side)
+    sizes = []
+    original = type(model.estimator).best
+    monkeypatch.setattr(
+        type(model.estimator), "best", lambda self, f, valid=None: sizes.append(len(f)) or original(self, f, valid)
+    )
+    class_maps(ClassRasters(raster, model, side), raster.grid, side)
+    assert max(sizes) <= step < side * side
 
 
 def test_pixel_columns_are_views_of_the_block():

@@ -1,0 +1,95 @@
+"""METHOD=gradient_boosting through Processing: geoembed:train offers it, fits it, maps the classes and saves a model
+file of boosted trees; geoembed:classify applies that file and gets the same class map and confidence, which are the
+saved model's predictions for every pixel."""
+
+import numpy as np
+import pytest
+from osgeo import gdal
+from qgis.core import QgsApplication, QgsFeature, QgsGeometry, QgsPointXY, QgsVectorLayer
+
+from geoembed.analysis.classify import load_model
+from geoembed.analysis.predictors import BoostedTreesPredictor
+
+from .refusals import run
+
+pytest.importorskip("sklearn")
+
+EXTENT = "5.975,6.02,44.99,45.02 [EPSG:4326]"
+METHOD = "gradient_boosting"
+
+
+@pytest.fixture(scope="module")
+def embedding(provider_ready, aef_mirror, tmp_path_factory):
+    """A GeoEmbed layer (geoembed:load) and labelled points on it: three classes by position, on a 9 x 7 grid."""
+    output = tmp_path_factory.mktemp("gradient-boosting") / "embeddings.tif"
+    run("load", {"SOURCE": str(aef_mirror), "YEAR": 2024, "EXTENT": EXTENT, "OUTPUT": str(output)})
+    dataset = gdal.Open(str(output))
+    x0, res, _, y0, _, _ = dataset.GetGeoTransform()
+    width, height = dataset.RasterXSize, dataset.RasterYSize
+    crs = f"EPSG:{dataset.GetSpatialRef().GetAuthorityCode(None)}"
+    dataset = None
+    layer = QgsVectorLayer(f"Point?crs={crs}&field=class:string", "labels", "memory")
+    features = []
+    for i, col in enumerate(np.linspace(10, width - 10, 9).astype(int)):
+        for j, row in enumerate(np.linspace(10, height - 10, 7).astype(int)):
+            feature = QgsFeature(layer.fields())
+            feature.setGeometry(QgsGeometry.fromPointXY(QgsPointXY(x0 + (col + 0.5) * res, y0 - (row + 0.5) * res)))
+            feature.setAttributes(["abc"[(i // 3 + j) % 3]])
+            features.append(feature)
+    layer.dataProvider().addFeatures(features)
+    return {"path": str(output), "labels": layer}
+
+
+@pytest.fixture(scope="module")
+def trained(embedding, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("train-gradient-boosting")
+    outputs = {
+        "OUTPUT": str(folder / "classes.tif"),
+        "OUTPUT_CONFIDENCE": str(folder / "confidence.tif"),
+        "OUTPUT_MODEL": str(folder / "model.npz"),
+    }
+    parameters = {"INPUT": embedding["path"], "TRAINING": embedding["labels"], "FIELD": "class", "METHOD": METHOD}
+    results = run("train", {**parameters, **outputs})
+    assert results["OUTPUT_MODEL"] == outputs["OUTPUT_MODEL"]
+    return outputs
+
+
+def read(path):
+    dataset = gdal.Open(path)
+    values = dataset.ReadAsArray()
+    dataset = None
+    return values
+
+
+def test_train_offers_gradient_boosting(provider_ready):
+    algorithm = QgsApplication.processingRegistry().algorithmById("geoembed:train")
+    options = list(algorithm.parameterDefinition("METHOD").options())
+    assert options[-1] == METHOD and options[0] == "random_forest"  # appended: earlier indices keep their method
+
+
+def test_the_model_file_holds_boosted_trees(trained):
+    model = load_model(trained["OUTPUT_MODEL"])
+    assert model.method == METHOD and isinstance(model.estimator, BoostedTreesPredictor)
+    assert model.class_names == ["a", "b", "c"]
+
+
+def test_the_class_map_is_the_models_prediction_of_every_pixel(embedding, trained):
+    model = load_model(trained["OUTPUT_MODEL"])
+    values = read(embedding["path"]).astype(np.float32)
+    classes = read(trained["OUTPUT"]).ravel()
+    mapped = classes != 0  # 0: the layer's nodata
+    assert mapped.mean() > 0.5
+    index, probability = model.predict(values.reshape(values.shape[0], -1).T[mapped])
+    np.testing.assert_array_equal(classes[mapped], index + 1)
+    np.testing.assert_allclose(read(trained["OUTPUT_CONFIDENCE"]).ravel()[mapped], probability, rtol=1e-6)
+    assert len(np.unique(index)) == 3
+
+
+def test_classify_with_the_saved_model_maps_as_train(embedding, trained, tmp_path):
+    classes, confidence = str(tmp_path / "classes.tif"), str(tmp_path / "confidence.tif")
+    run(
+        "classify",
+        {"INPUT": embedding["path"], "MODEL": trained["OUTPUT_MODEL"], "OUTPUT": classes, "OUTPUT_CONFIDENCE": confidence},
+    )
+    np.testing.assert_array_equal(read(classes), read(trained["OUTPUT"]))
+    np.testing.assert_array_equal(read(confidence), read(trained["OUTPUT_CONFIDENCE"]))
