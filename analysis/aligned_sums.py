@@ -66,6 +66,14 @@ class AlignedSums:
         self.counts = np.zeros((0, target.width), dtype=np.int64)
         self.done = 0 if self.r0 < self.r1 else target.height  # rows before this one are complete
 
+    def window_holding(self, window):
+        """The one of self.windows that holds window (a part of what a sum over a smaller target reads)."""
+        for outer in self.windows:
+            across = outer.col <= window.col and window.col + window.width <= outer.col + outer.width
+            if across and outer.row <= window.row and window.row + window.height <= outer.row + outer.height:
+                return outer
+        raise ValueError(f"no read window holds {window}")
+
     @staticmethod
     def _chunks(start, stop, size):
         """[a, b) runs covering start..stop, cut where the source grid's multiples of size fall."""

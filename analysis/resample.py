@@ -53,31 +53,56 @@ def _aligned_factors(src, grid, tolerance=1e-6):
     return (fx, fy), (ox, oy)
 
 
+def require_coarser(raster, grid):
+    """Aggregation needs target pixels larger than the source's."""
+    if not coarser(raster, grid):
+        raise GeoEmbedError(
+            "Aggregate resampling needs a target coarser than the source; use MODE=nearest (or auto) for a finer grid."
+        )
+
+
+def aggregate_block_size(raster, grid):
+    """Target pixels per side of the blocks AggregateRaster computes and writes at once (nothing is read)."""
+    if _aligned_factors(raster.grid, grid) is not None:
+        return ALIGNED_BLOCK
+    return max(1, int(SOURCE_WINDOW / _scale(raster, grid)))
+
+
+def _shifted(window, region):
+    """A window of the region's own grid as a window of the whole grid."""
+    return Window(window.col + region.col, window.row + region.row, window.width, window.height)
+
+
 class AggregateRaster(EmbeddingRaster):
     """Each target pixel: the L2-normalised sum of the valid source vectors whose centres fall inside it."""
 
-    def __init__(self, raster, grid):
-        if not coarser(raster, grid):
-            raise GeoEmbedError(
-                "Aggregate resampling needs a target coarser than the source; use MODE=nearest (or auto) for a finer grid."
-            )
+    def __init__(self, raster, grid, region=None):
+        """region: the Window of grid that will be read, in whole blocks of block_size (a piece of a run on a Dask
+        cluster): only the source under it is read ahead, and each block's values are those of a run over the whole
+        grid, bit for bit. By default the whole grid."""
+        require_coarser(raster, grid)
         self.source = raster
         self.grid = grid
         self.band_names = raster.band_names
         self.provenance = raster.provenance
         self._factors = _aligned_factors(raster.grid, grid)
         self._stream = None
+        self.block_size = aggregate_block_size(raster, grid)
         if self._factors is None:
-            self.block_size = max(1, int(SOURCE_WINDOW / _scale(raster, grid)))
             return
-        self.block_size = ALIGNED_BLOCK
+        whole = Window(0, 0, grid.width, grid.height)
+        region = region or whole
+        self._region = region
         fy = self._factors[0][1]
         if rows_in_budget(self.band_count, grid.width, ACCUMULATOR_BYTES) >= ALIGNED_BLOCK + chunk_target_rows(fy):
             # Whole target rows fit in memory: stream the source once, top to bottom.
-            self._stream = AlignedSums(raster.grid, self.band_count, *self._factors, Window(0, 0, grid.width, grid.height))
+            self._stream = AlignedSums(raster.grid, self.band_count, *self._factors, region)
             windows = self._stream.windows
+            if region != whole and _placement_matters(raster):
+                raster = _WholeRunReads(raster, AlignedSums(raster.grid, self.band_count, *self._factors, whole))
         else:  # very wide targets: each block on its own
-            windows = (w for block in grid.blocks(self.block_size) for w in self._window_sums(block).windows)
+            blocks = grid.window_grid(region).blocks(self.block_size)
+            windows = (w for block in blocks for w in self._window_sums(_shifted(block, region)).windows)
         self.source = Prefetched(raster, windows, method="read_linear")  # the reads are known in advance
 
     def blocks(self, size=None):
@@ -107,9 +132,10 @@ class AggregateRaster(EmbeddingRaster):
 
     def _read_aligned(self, window):
         """Target pixels that are exact fx x fy groups of source pixels: sums of whole groups, no index maths."""
-        if self._stream is not None and window.row >= self._stream.first:
-            sums, counts = self._stream.rows(window.row, window.row + window.height, self.source.read_linear)
-            cols = slice(window.col, window.col + window.width)
+        row, col = window.row - self._region.row, window.col - self._region.col  # in the streamed region
+        if self._stream is not None and row >= self._stream.first:
+            sums, counts = self._stream.rows(row, row + window.height, self.source.read_linear)
+            cols = slice(col, col + window.width)
             return _normalised(sums[:, :, cols], counts[:, cols])
         return _normalised(*self._window_sums(window).rows(0, window.height, self.source.read_linear))
 
@@ -136,6 +162,37 @@ class AggregateRaster(EmbeddingRaster):
 
     def close(self):
         self.source.close()
+
+
+def _placement_matters(raster):
+    """True when the terms read_linear hands over depend on where a window lies: a mosaic gives a window's integer
+    terms when one tile covers it, exact float values otherwise (TileMosaic.read_linear), summed in another order."""
+    return len(getattr(raster, "tiles", ())) > 1
+
+
+class _WholeRunReads(EmbeddingRaster):
+    """The source of a region read through the windows of a run over the whole grid (whole: its AlignedSums): each
+    read_linear window is cut from the whole run's window that holds it, so both sum the same terms."""
+
+    def __init__(self, raster, whole):
+        self.raster = raster
+        self.whole = whole
+        self.grid = raster.grid
+        self.band_names = raster.band_names
+        self.provenance = raster.provenance
+
+    def read(self, window):
+        return self.raster.read(window)
+
+    def read_linear(self, window):
+        outer = self.whole.window_holding(window)
+        terms, valid, scale = self.raster.read_linear(outer)
+        rows = slice(window.row - outer.row, window.row - outer.row + window.height)
+        cols = slice(window.col - outer.col, window.col - outer.col + window.width)
+        return np.ascontiguousarray(terms[:, rows, cols]), np.ascontiguousarray(valid[rows, cols]), scale
+
+    def close(self):
+        self.raster.close()
 
 
 def _normalised(sums, counts):

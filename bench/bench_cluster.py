@@ -13,6 +13,7 @@ bench/bench_analysis.py under build/bench/analysis-SIZE/, made there when missin
 """
 
 import argparse
+import importlib
 import json
 import os
 import subprocess
@@ -114,16 +115,17 @@ def on_cluster(folder, out, workers):
 # --- harness ---------------------------------------------------------------------------------------
 
 
-def child(kind, *args):
-    figures = globals()[kind](*args)
+def child(module, kind, *args):
+    figures = getattr(importlib.import_module(module), kind)(*args)
     figures["peak_mib"] = peak_rss_kib() / 1024
     print(json.dumps(figures))
 
 
-def measure(kind, *args, repeat=1):
-    """The figures of the fastest of `repeat` fresh-process runs (and the highest peaks of all)."""
+def measure(kind, *args, repeat=1, module="bench.bench_cluster"):
+    """The figures of the fastest of `repeat` fresh-process runs of module's function `kind` (and the highest peaks of
+    all)."""
     code = f"import sys; sys.path.insert(0, {str(ROOT)!r}); import bench.bench_cluster as b; b.child(*sys.argv[1:])"
-    argv = [sys.executable, "-c", code, kind] + [str(a) for a in args]
+    argv = [sys.executable, "-c", code, module, kind] + [str(a) for a in args]
     runs = []
     for _ in range(repeat):
         result = subprocess.run(argv, capture_output=True, text=True, env={**os.environ, "GDAL_CACHEMAX": "256"})

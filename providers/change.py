@@ -10,11 +10,14 @@ from qgis.core import (
 )
 
 from ..analysis import change
+from ..analysis.distributed.change_job import ChangeJob
 from ..analysis.resample import nearest
 from ..loaders.raster.writer import OutputSpec, check_destination, provenance_metadata, write_rasters
 from ..qgis_compat import NUMBER_DOUBLE
+from . import settings
 from .base import FeedbackLog, GeoEmbedAlgorithm
-from .inputs import open_input
+from .dask_cluster import add_cluster_parameters, cluster_settings
+from .inputs import input_path, open_input
 from .styles import RampStyler, write_palette
 
 MASK_CLASSES = ((0, "unchanged", (215, 215, 215)), (1, "changed", (215, 25, 28)))
@@ -26,6 +29,7 @@ class ChangeAlgorithm(GeoEmbedAlgorithm):
     GROUP = "Analyse"
     GROUP_ID = "analyse"
     PATH_INPUTS = ("INPUT", "INPUT_2")
+    HELP_PARTS = ("cluster",)
 
     def initAlgorithm(self, config=None):
         self.addParameter(QgsProcessingParameterRasterLayer("INPUT", self.tr("Embeddings, before (layer, product or folder)")))
@@ -50,16 +54,18 @@ class ChangeAlgorithm(GeoEmbedAlgorithm):
             ("CHANGED_FRACTION", "Changed fraction of the valid area (0..1)"),
         ):
             self.addOutput(QgsProcessingOutputNumber(name, self.tr(description)))
+        add_cluster_parameters(self)
 
     def execute(self, parameters, context, feedback):
         log = FeedbackLog(feedback)
+        cluster = cluster_settings(self, parameters, context)
         threshold = fixed_threshold(self, parameters, context)
         output = self.parameterAsOutputLayer(parameters, "OUTPUT", context)
         mask = self.parameterAsOutputLayer(parameters, "OUTPUT_MASK", context) if parameters.get("OUTPUT_MASK") else ""
         for path in filter(None, (output, mask)):
             check_destination(path)  # before any reading
         first = open_input(self, parameters, context, log)
-        second = distances = None
+        second = distances = job = None
         try:
             second = open_input(self, parameters, context, log, "INPUT_2")
             change.check_same_bands(first, second)
@@ -70,6 +76,7 @@ class ChangeAlgorithm(GeoEmbedAlgorithm):
                 )
             if not change.overlaps(first.grid, second.grid):
                 raise QgsProcessingException("INPUT and INPUT_2 do not overlap; give two rasters of the same area.")
+            grids = [first.grid, second.grid]  # as opened: what the cluster's workers must find
             if not change.same_grid(first.grid, second.grid):
                 grid = first.grid
                 log.info(
@@ -78,8 +85,12 @@ class ChangeAlgorithm(GeoEmbedAlgorithm):
                 )
                 second = nearest(second, first.grid)
             distances = change.ChangeDistances(first, second, change.scratch_path_for(output))
+            if cluster is not None:  # the workers open INPUT and INPUT_2 themselves; distances gets their counts
+                sources = [input_path(self, parameters, name, context) for name in ("INPUT", "INPUT_2")]
+                outside = settings.allow_paths_outside_mirror()
+                job = ChangeJob(cluster, distances, sources, grids, outside, output, log)
             feedback.setProgressText(self.tr("Cosine distances"))
-            distances.compute(lambda f: log.progress(0.6 * f), log.is_cancelled)
+            (job or distances).compute(lambda f: log.progress(0.6 * f), log.is_cancelled)
             if distances.valid_pixels == 0:
                 raise QgsProcessingException("INPUT and INPUT_2 share no valid pixel; check that they cover the same area.")
             if threshold is None:
@@ -87,10 +98,12 @@ class ChangeAlgorithm(GeoEmbedAlgorithm):
                 log.info(f"Automatic threshold (Otsu on {distances.valid_pixels} distances): {threshold:.4f}.")
                 warn_unless_separable(log, separability)
             distances.threshold = threshold
-            self._write(parameters, context, first, distances, output, mask, log, feedback)
+            self._write(parameters, context, first, distances, output, mask, log, feedback, job)
             summary = distances.summary()
             ramp_top = max(distances.percentile(99.0), 2 * threshold, 1e-3)
         finally:
+            if job is not None:
+                job.close()  # its pieces, and the local workers it started
             if distances is not None:
                 distances.close()
             for raster in (first, second):
@@ -120,7 +133,7 @@ class ChangeAlgorithm(GeoEmbedAlgorithm):
                 context.layerToLoadOnCompletionDetails(mask).name = "Change mask"
         return outputs
 
-    def _write(self, parameters, context, first, distances, output, mask, log, feedback):
+    def _write(self, parameters, context, first, distances, output, mask, log, feedback, job=None):
         meta = provenance_metadata(first.provenance)
         meta["GEOEMBED_ANALYSIS"] = "cosine distance (1 - cos) between INPUT and INPUT_2"
         meta["GEOEMBED_CHANGE_THRESHOLD"] = f"{distances.threshold:.6g}"
@@ -129,13 +142,14 @@ class ChangeAlgorithm(GeoEmbedAlgorithm):
             mask_meta = dict(meta, GEOEMBED_MASK="1 = changed (distance > threshold), 0 = unchanged, 255 = nodata")
             specs.append(OutputSpec(mask, ("change",), gdal.GDT_Byte, change.MASK_NODATA, mask_meta))
         feedback.setProgressText(self.tr("Writing"))
-        write_rasters(
-            first.grid,
-            specs,
-            lambda w: distances.produce(w)[: len(specs)],
-            lambda f: log.progress(0.6 + 0.4 * f),
-            log.is_cancelled,
-        )
+
+        def progress(fraction):
+            log.progress(0.6 + 0.4 * fraction)
+
+        if job is None:
+            write_rasters(first.grid, specs, lambda w: distances.produce(w)[: len(specs)], progress, log.is_cancelled)
+        else:
+            job.write(specs, progress)
         if mask:
             add_mask_style(mask)
 

@@ -23,6 +23,7 @@ from qgis.core import (
     QgsProcessingParameterString,
 )
 
+from ..analysis.distributed import load_job as distributed
 from ..loaders import catalog, load
 from ..loaders.catalog import has_unit_vectors
 from ..loaders.errors import GeoEmbedError
@@ -33,6 +34,7 @@ from ..loaders.years import parse_years, run_years
 from ..qgis_compat import FIELD_INT, FIELD_STRING, NUMBER_DOUBLE, NUMBER_INTEGER, PARAMETER_ADVANCED, SOURCE_VECTOR_ANY_GEOMETRY
 from . import settings
 from .base import FeedbackLog, GeoEmbedAlgorithm, crs_to_string
+from .dask_cluster import add_cluster_parameters, cluster_settings
 from .quicklook import render_quicklook
 from .styles import EmbeddingStyler
 
@@ -44,6 +46,7 @@ class LoadAlgorithm(GeoEmbedAlgorithm):
     DISPLAY_NAME = "Load embeddings"
     GROUP = "Load"
     GROUP_ID = "load"
+    HELP_PARTS = ("cluster",)
 
     def initAlgorithm(self, config=None):  # noqa: N802 - QGIS API
         self.addParameter(
@@ -123,6 +126,7 @@ class LoadAlgorithm(GeoEmbedAlgorithm):
         )
         build_overviews.setFlags(build_overviews.flags() | PARAMETER_ADVANCED)
         self.addParameter(build_overviews)
+        add_cluster_parameters(self)
         self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT", self.tr("Embeddings")))
         self.addParameter(
             QgsProcessingParameterFileDestination(
@@ -152,12 +156,11 @@ class LoadAlgorithm(GeoEmbedAlgorithm):
             _years(parameters)
         except GeoEmbedError as exc:
             return False, str(exc)
-        if _given(parameters, "YEARS") and parameters.get("OUTPUT_TYPE") == "int16":
-            return False, "OUTPUT_TYPE=int16 is not available with YEARS yet; load each year with YEAR, or use float32."
         return super().checkParameterValues(parameters, context)
 
     def execute(self, parameters, context, feedback):
         log = FeedbackLog(feedback)
+        cluster = cluster_settings(self, parameters, context)  # a missing dask is said before any work
         request = load.LoadRequest(
             output=self.parameterAsOutputLayer(parameters, "OUTPUT", context),
             product=self.parameterAsEnumString(parameters, "PRODUCT", context) or "auto",
@@ -186,9 +189,13 @@ class LoadAlgorithm(GeoEmbedAlgorithm):
             request.crs = crs_to_string(crs)
         years = _years(parameters)
         if years:
-            return self._execute_years(parameters, context, feedback, request, years)
+            return self._execute_years(parameters, context, feedback, request, years, cluster)
         feedback.setProgressText(self.tr("Reading, mosaicking and writing blocks"))
-        result = load.run(request, log, progress=lambda f: log.progress(0.95 * f), is_cancelled=log.is_cancelled)
+        progress = _scaled(log.progress, 0.95)
+        if cluster is None:
+            result = load.run(request, log, progress=progress, is_cancelled=log.is_cancelled)
+        else:  # workers plan the same request and write pieces; merged here into OUTPUT
+            result = distributed.run(cluster, request, log, progress=progress, is_cancelled=log.is_cancelled)
         outputs = {"OUTPUT": result.output, "PRODUCT": result.product, "YEAR": result.provenance.year, "CRS": result.grid.crs}
         quicklook = self.parameterAsFileOutput(parameters, "QUICKLOOK", context) if _given(parameters, "QUICKLOOK") else ""
         if quicklook:
@@ -205,11 +212,15 @@ class LoadAlgorithm(GeoEmbedAlgorithm):
             details.setPostProcessor(EmbeddingStyler.create(result.provenance.product))
         return outputs
 
-    def _execute_years(self, parameters, context, feedback, request, years):
+    def _execute_years(self, parameters, context, feedback, request, years, cluster=None):
         """YEARS: one file per year on one grid; OUTPUT is the latest year's file, OUTPUT_YEARS all of them."""
         log = FeedbackLog(feedback)
         feedback.setProgressText(self.tr("Reading, mosaicking and writing blocks, year by year"))
-        results = run_years(request, years, log, progress=lambda f: log.progress(0.95 * f), is_cancelled=log.is_cancelled)
+        progress = _scaled(log.progress, 0.95)
+        if cluster is None:
+            results = run_years(request, years, log, progress=progress, is_cancelled=log.is_cancelled)
+        else:
+            results = distributed.run_years_on_cluster(cluster, request, years, log, progress, log.is_cancelled)
         if request.overviews:  # each year's file, read back (run_years writes them itself)
             feedback.setProgressText(self.tr("Building the embedding overviews"))
             for result in results:
@@ -304,3 +315,8 @@ def _load_years_on_completion(context, destination, results):
 def _layer_name(result):
     year = f" {result.provenance.year}" if result.provenance.year else ""
     return f"{result.product.upper()}{year} embeddings"
+
+
+def _scaled(progress, share):
+    """progress(fraction) of a step that takes the first `share` of the bar."""
+    return lambda fraction: progress(share * fraction)

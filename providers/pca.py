@@ -15,10 +15,13 @@ from qgis.core import (
 )
 
 from ..analysis import pca
+from ..analysis.distributed import pca_job
 from ..loaders.raster.writer import OutputSpec, check_destination, provenance_metadata, write_rasters
 from ..qgis_compat import NUMBER_INTEGER, PARAMETER_ADVANCED, save_default_style
+from . import settings
 from .base import FeedbackLog, GeoEmbedAlgorithm
-from .inputs import open_input
+from .dask_cluster import add_cluster_parameters, cluster_settings
+from .inputs import input_path, open_input
 
 SAMPLE_SHARE = 0.4  # of the progress bar: the sampling pass (a full read), the rest is the writing pass
 
@@ -29,6 +32,7 @@ class PcaAlgorithm(GeoEmbedAlgorithm):
     GROUP = "Analyse"
     GROUP_ID = "analyse"
     PATH_INPUTS = ("INPUT",)
+    HELP_PARTS = ("cluster",)
 
     def initAlgorithm(self, config=None):
         self.addParameter(QgsProcessingParameterRasterLayer("INPUT", self.tr("Embeddings (layer, product file or folder)")))
@@ -59,9 +63,11 @@ class PcaAlgorithm(GeoEmbedAlgorithm):
                 createByDefault=False,
             )
         )
+        add_cluster_parameters(self)
 
     def execute(self, parameters, context, feedback):
         log = FeedbackLog(feedback)
+        cluster = cluster_settings(self, parameters, context)
         model_in = self.parameterAsFile(parameters, "MODEL_IN", context) if parameters.get("MODEL_IN") else ""
         model = pca.load_model(model_in) if model_in else None  # a bad model file is said before any reading
         output = self.parameterAsOutputLayer(parameters, "OUTPUT", context)
@@ -91,13 +97,16 @@ class PcaAlgorithm(GeoEmbedAlgorithm):
             meta["GEOEMBED_PCA_MODEL"] = model_in or "fitted on this raster"
             spec = OutputSpec(output, ("PC1", "PC2", "PC3"), gdal.GDT_Byte, 0, meta)
             feedback.setProgressText(self.tr("Writing the RGB composite"))
-            write_rasters(
-                raster.grid,
-                [spec],
-                lambda w: [model.produce(raster.read(w))],
-                lambda f: log.progress(start + (1 - start) * f),
-                log.is_cancelled,
-            )
+
+            def progress(fraction):
+                log.progress(start + (1 - start) * fraction)
+
+            if cluster is None:
+                write_rasters(raster.grid, [spec], lambda w: [model.produce(raster.read(w))], progress, log.is_cancelled)
+            else:  # fitted here; the workers open INPUT themselves and only project their pieces' blocks
+                source = input_path(self, parameters, "INPUT", context)
+                outside = settings.allow_paths_outside_mirror()
+                pca_job.pca(cluster, source, outside, raster.grid, model, spec, log, progress)
         finally:
             raster.close()
         outputs = {"OUTPUT": output}

@@ -10,11 +10,14 @@ from qgis.core import (
 )
 
 from ..analysis import resample
+from ..analysis.distributed import resample_job
 from ..loaders.raster.grid import Grid, grid_from_bounds, transform_bounds
 from ..loaders.raster.writer import write_geotiff
 from ..qgis_compat import NUMBER_DOUBLE
+from . import settings
 from .base import FeedbackLog, GeoEmbedAlgorithm, crs_to_string
-from .inputs import open_input
+from .dask_cluster import add_cluster_parameters, cluster_settings
+from .inputs import input_path, open_input
 
 MODES = ["auto", "nearest", "aggregate"]
 
@@ -25,6 +28,7 @@ class ResampleAlgorithm(GeoEmbedAlgorithm):
     GROUP = "Analyse"
     GROUP_ID = "analyse"
     PATH_INPUTS = ("INPUT",)
+    HELP_PARTS = ("cluster",)
 
     def initAlgorithm(self, config=None):
         self.addParameter(QgsProcessingParameterRasterLayer("INPUT", self.tr("Embeddings (layer, product file or folder)")))
@@ -37,9 +41,11 @@ class ResampleAlgorithm(GeoEmbedAlgorithm):
         self.addParameter(QgsProcessingParameterRasterLayer("REFERENCE", self.tr("Match the grid of"), optional=True))
         self.addParameter(QgsProcessingParameterCrs("CRS", self.tr("Target CRS (with RESOLUTION)"), optional=True))
         self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT", self.tr("Resampled embeddings")))
+        add_cluster_parameters(self)
 
     def execute(self, parameters, context, feedback):
         log = FeedbackLog(feedback)
+        cluster = cluster_settings(self, parameters, context)
         raster = open_input(self, parameters, context, log)
         result = None
         try:
@@ -48,11 +54,20 @@ class ResampleAlgorithm(GeoEmbedAlgorithm):
             if mode == "auto":
                 mode = "aggregate" if resample.coarser(raster, grid) else "nearest"
                 log.info(f"MODE=auto: {mode} (the target is {'coarser' if mode == 'aggregate' else 'not coarser'}).")
-            result = resample.AggregateRaster(raster, grid) if mode == "aggregate" else resample.nearest(raster, grid)
-            result.provenance.resampling = mode if mode == "nearest" else "aggregate: sum of vectors, L2-normalised"
             output = self.parameterAsOutputLayer(parameters, "OUTPUT", context)
-            log.info(f"Resampling to {grid.width} x {grid.height} pixels of {grid.res_x:g} in {grid.crs} ({mode}).")
-            write_geotiff(result, output, log.progress, log.is_cancelled)
+            how = mode if mode == "nearest" else "aggregate: sum of vectors, L2-normalised"
+            summary = f"Resampling to {grid.width} x {grid.height} pixels of {grid.res_x:g} in {grid.crs} ({mode})."
+            if cluster is None:
+                result = resample.AggregateRaster(raster, grid) if mode == "aggregate" else resample.nearest(raster, grid)
+                result.provenance.resampling = how
+                log.info(summary)
+                write_geotiff(result, output, log.progress, log.is_cancelled)
+            else:  # workers open INPUT themselves, each computing pieces of the target grid
+                raster.provenance.resampling = how
+                log.info(summary)
+                source = input_path(self, parameters, "INPUT", context)
+                outside = settings.allow_paths_outside_mirror()
+                resample_job.resample(cluster, source, outside, raster, grid, mode, output, log)
         finally:
             # Closing the derived raster waits for its background read, then closes the input.
             (result or raster).close()

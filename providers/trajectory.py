@@ -22,6 +22,7 @@ from qgis.core import (
 )
 
 from ..analysis import change, trajectory
+from ..analysis.distributed.trajectory_job import TrajectoryJob
 from ..analysis.resample import nearest
 from ..loaders.errors import GeoEmbedError
 from ..loaders.open import open_embeddings
@@ -42,6 +43,7 @@ from ..qgis_compat import (
 from . import settings
 from .base import FeedbackLog, GeoEmbedAlgorithm
 from .change import fixed_threshold, warn_unless_separable
+from .dask_cluster import add_cluster_parameters, cluster_settings
 from .inputs import layer_location
 from .styles import PaletteStyler, RampStyler, apply_palette, blue_magenta_yellow_ramp
 
@@ -65,6 +67,7 @@ class TrajectoryAlgorithm(GeoEmbedAlgorithm):
     GROUP = "Analyse"
     GROUP_ID = "analyse"
     PATH_INPUTS = ("INPUT",)
+    HELP_PARTS = ("cluster",)
 
     def initAlgorithm(self, config=None):
         self.addParameter(
@@ -107,9 +110,11 @@ class TrajectoryAlgorithm(GeoEmbedAlgorithm):
             ("CHANGED_FRACTION", "Changed fraction of the valid area (0..1)"),
         ):
             self.addOutput(QgsProcessingOutputNumber(name, self.tr(description)))
+        add_cluster_parameters(self)
 
     def execute(self, parameters, context, feedback):
         log = FeedbackLog(feedback)
+        cluster = cluster_settings(self, parameters, context)
         threshold = fixed_threshold(self, parameters, context)
         paths = {}
         for name, _, _ in RASTER_OUTPUTS:
@@ -124,17 +129,23 @@ class TrajectoryAlgorithm(GeoEmbedAlgorithm):
             raise QgsProcessingException(
                 f"INPUT has {len(sources)} raster(s); give two or more years of the same product (INPUT once per year)."
             )
-        rasters, series = [], None
+        rasters, series, job = [], None, None
+        outside = settings.allow_paths_outside_mirror()
         try:
             for source in sources:
-                rasters.append(open_embeddings(source, log, allow_paths_outside_mirror=settings.allow_paths_outside_mirror()))
+                rasters.append(open_embeddings(source, log, allow_paths_outside_mirror=outside))
+            opened = {id(raster): (source, raster.grid) for raster, source in zip(rasters, sources)}
             rasters, labels = self._ordered(rasters, sources, log)
+            located = [opened[id(raster)] for raster in rasters]  # in year order, as opened: what the workers open
             rasters = self._on_first_grid(rasters, labels, log)
             series = trajectory.Trajectory(
                 rasters, labels, trajectory.scratch_path_for(paths["OUTPUT"]), with_anomaly="OUTPUT_ANOMALY" in paths
             )
+            if cluster is not None:  # the workers open every year themselves; series gets their counts
+                job_sources, job_grids = zip(*located)
+                job = TrajectoryJob(cluster, series, job_sources, job_grids, outside, paths["OUTPUT"], log)
             feedback.setProgressText(self.tr("Cosine distances"))
-            series.compute(lambda f: log.progress(0.6 * f), log.is_cancelled)
+            (job or series).compute(lambda f: log.progress(0.6 * f), log.is_cancelled)
             if series.valid_pixels == 0:
                 raise QgsProcessingException(
                     "No pixel is valid in two consecutive years; check that the rasters cover the same area."
@@ -147,12 +158,14 @@ class TrajectoryAlgorithm(GeoEmbedAlgorithm):
             series.threshold = threshold
             ramp_top = max(series.percentile(99.0), 2 * threshold, 1e-3)
             try:
-                self._write(rasters[0], series, paths, log, feedback)
+                self._write(rasters[0], series, paths, log, feedback, job)
                 table = self._write_table(parameters, context, series) if want_table else None
             except BaseException:  # all or nothing: no rasters without the table that was asked for
                 remove_outputs(paths.values())
                 raise
         finally:
+            if job is not None:
+                job.close()  # its pieces, and the local workers it started
             if series is not None:
                 series.close()
             for raster in rasters:
@@ -218,7 +231,7 @@ class TrajectoryAlgorithm(GeoEmbedAlgorithm):
             out.append(raster)
         return out
 
-    def _write(self, first, series, paths, log, feedback):
+    def _write(self, first, series, paths, log, feedback, job=None):
         meta = provenance_metadata(first.provenance)
         meta.pop("GEOEMBED_YEAR", None)  # several years: GEOEMBED_YEARS
         meta["GEOEMBED_YEARS"] = ",".join(str(label) for label in series.labels)
@@ -242,13 +255,14 @@ class TrajectoryAlgorithm(GeoEmbedAlgorithm):
                 specs.append(OutputSpec(paths[name], names, data_type, nodata, dict(meta, GEOEMBED_ANALYSIS=analyses[key])))
                 keys.append(key)
         feedback.setProgressText(self.tr("Writing"))
-        write_rasters(
-            series.grid,
-            specs,
-            lambda window: pick(series.produce(window), keys),
-            lambda f: log.progress(0.6 + 0.4 * f),
-            log.is_cancelled,
-        )
+
+        def progress(fraction):
+            log.progress(0.6 + 0.4 * fraction)
+
+        if job is None:
+            write_rasters(series.grid, specs, lambda window: pick(series.produce(window), keys), progress, log.is_cancelled)
+        else:
+            job.write(specs, keys, progress)
         if "OUTPUT_BREAK_YEAR" in paths:
             add_break_year_style(paths["OUTPUT_BREAK_YEAR"], series.labels[1:])
 

@@ -34,18 +34,21 @@ def open_piece_input(job, piece):
 
 
 def piece_specs(job, piece, scratch):
-    """The job's outputs as files of the piece (same types and nodata; metadata only on the merged output)."""
+    """The job's outputs as files of the piece (same types, nodata and predictor; metadata only on the merged
+    output; a band scale neither: the merge copies the stored numbers)."""
     return [
-        OutputSpec(scratch.piece_path(piece, index), spec.band_names, spec.data_type, spec.nodata)
+        OutputSpec(scratch.piece_path(piece, index), spec.band_names, spec.data_type, spec.nodata, predictor=spec.predictor)
         for index, spec in enumerate(job["specs"])
     ]
 
 
-def write_piece(job, piece, scratch, produce):
-    """Write the piece's blocks: produce(output-grid window) -> one EmbeddingBlock per spec."""
+def write_piece(job, piece, scratch, produce, ahead=False):
+    """Write the piece's blocks: produce(output-grid window) -> one EmbeddingBlock per spec (ahead: the next block is
+    produced while this one is written, see write_rasters)."""
     grid = job["grid"].window_grid(piece.window)
     specs = piece_specs(job, piece, scratch)
-    write_rasters(grid, specs, lambda window: produce(piece.shift(window)), None, scratch.is_cancelled, job["block"])
+    shifted = lambda window: produce(piece.shift(window))  # noqa: E731
+    write_rasters(grid, specs, shifted, None, scratch.is_cancelled, job["block"], ahead=ahead)
 
 
 def similarity_piece(job, piece, scratch_path):

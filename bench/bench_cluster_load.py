@@ -1,0 +1,134 @@
+"""Benchmark geoembed:load with CLUSTER=local: one region of four AEF tiles (2 x 2) loaded on 1 and 2 local Dask worker
+processes, beside the same load in one process (CLUSTER empty).
+
+Printed, each beside its baseline from the same run:
+  cluster-1/2   the load on 1 / 2 workers (pieces written by the workers, then merged into OUTPUT by the client),
+                with the time of the tasks and of the merge apart; ratio to the in-process load
+  speed-up      2 workers over 1 worker (the issue's target for block-wise algorithms: >= 1.6x on 2 cores)
+  memory        peak resident memory of each worker (< 1.5 GB)
+and whether the outputs are identical, bit for bit. Each run is a fresh process (GDAL_CACHEMAX=256 MB in it and its
+workers); cluster runs time the work on an already started cluster (start-up printed apart). The tiles are those of
+bench/bench_analysis.py under build/bench/analysis-SIZE/ (made there when missing).
+
+    .venv/bin/python bench/bench_cluster_load.py [--size 2048 | 4096] [--repeat N] [--output-type float32 | int16]
+"""
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+import tests  # noqa: E402, F401 - puts the plugin (the repository root) on sys.path as `geoembed`
+from bench import bench_cluster as cluster_bench  # noqa: E402
+from bench.bench_analysis import make_tile, tile_paths  # noqa: E402
+from bench.bench_cluster import MEMORY_LIMIT_MIB, SPEEDUP_TARGET, Quiet, pixels, verdict  # noqa: E402
+
+WORK = ROOT / "build" / "bench"
+
+
+def in_process(folder, out, output_type):
+    """geoembed:load as it runs in QGIS (CLUSTER empty)."""
+    from geoembed.loaders.load import LoadRequest, run
+
+    started = time.perf_counter()
+    run(LoadRequest(output=out, product="aef", source=str(folder), output_type=output_type), Quiet())
+    return {"seconds": time.perf_counter() - started}
+
+
+def on_cluster(folder, out, output_type, workers):
+    """The same on CLUSTER=local with `workers` processes: start-up, then the load (tasks, then merge) timed apart."""
+    from geoembed.analysis.distributed import cluster, load_job, runner
+    from geoembed.analysis.distributed.pieces import layout_for
+    from geoembed.loaders.load import LoadRequest
+
+    started = time.perf_counter()
+    with cluster.connect(cluster.ClusterSettings(cluster.LOCAL, int(workers))) as session:
+        startup = time.perf_counter() - started
+        marks = {}
+
+        def progress(fraction):
+            if fraction >= 1 - runner.MERGE_SHARE and "tasks" not in marks:
+                marks["tasks"] = time.perf_counter()
+
+        started = time.perf_counter()
+        request = LoadRequest(output=out, product="aef", source=str(folder), output_type=output_type)
+        result = load_job.run(None, request, Quiet(), progress, session=session)
+        seconds = time.perf_counter() - started
+        peaks = session.worker_peak_rss()
+        tasks = len(layout_for(result.grid, session.worker_count()).pieces)
+    return {
+        "seconds": seconds,
+        "tasks_seconds": marks["tasks"] - started,
+        "merge_seconds": seconds - (marks["tasks"] - started),
+        "startup": startup,
+        "worker_peak_mib": max(peaks.values()) / 2**20,
+        "tasks": tasks,
+    }
+
+
+def measure(kind, *args, repeat=1):
+    return cluster_bench.measure(kind, *args, repeat=repeat, module="bench.bench_cluster_load")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=int, default=2048, help="tile side in pixels (default 2048)")
+    parser.add_argument("--repeat", type=int, default=1, help="runs of each timing (the fastest is kept; default 1)")
+    parser.add_argument("--output-type", default="float32", choices=("float32", "int16"))
+    args = parser.parse_args()
+    tiles = tile_paths(args.size)
+    for seed, path in enumerate(tiles):
+        if not path.exists():
+            make_tile(path, args.size, seed)
+    folder = tiles[0].parent
+    out = WORK / "out"
+    out.mkdir(parents=True, exist_ok=True)
+    print(f"region: 4 tiles of {args.size}^2 x 64 ({2 * args.size} x {2 * args.size} pixels), {os.cpu_count()} cores")
+    print(f"OUTPUT_TYPE={args.output_type}; load average at the start {os.getloadavg()[0]:.2f}")
+    names = {key: out / f"cluster-load-{key}.tif" for key in ("base", "1", "2")}
+    try:
+        base = measure("in_process", folder, names["base"], args.output_type, repeat=args.repeat)
+        one = measure("on_cluster", folder, names["1"], args.output_type, 1, repeat=args.repeat)
+        two = measure("on_cluster", folder, names["2"], args.output_type, 2, repeat=args.repeat)
+
+        def row(name, figures, what):
+            spread = f" (spread {figures['spread']:.1f} s)" if args.repeat > 1 else ""
+            return f"{name:<11} {figures['seconds']:8.1f} s{spread}  peak {figures['peak_mib']:5.0f} MiB | {what}"
+
+        print(row("in-process", base, "geoembed:load in one process (CLUSTER empty)"))
+        for name, figures in (("cluster-1", one), ("cluster-2", two)):
+            print(
+                row(
+                    name,
+                    figures,
+                    f"{figures['tasks']} tasks {figures['tasks_seconds']:.1f} s + merge {figures['merge_seconds']:.1f} s",
+                )
+                + f"; start-up {figures['startup']:.1f} s; ratio to in-process {figures['seconds'] / base['seconds']:.2f}x"
+            )
+        speedup = one["seconds"] / two["seconds"]
+        print(
+            f"{'speed-up':<11} {two['seconds']:8.1f} s  2 workers | cluster-1 {one['seconds']:8.1f} s | "
+            f"{speedup:5.2f}x  target >= {SPEEDUP_TARGET}x  {verdict(speedup >= SPEEDUP_TARGET)}"
+        )
+        task_speedup = one["tasks_seconds"] / two["tasks_seconds"]
+        print(
+            f"{'tasks only':<11} {two['tasks_seconds']:8.1f} s  2 workers | cluster-1 {one['tasks_seconds']:8.1f} s | "
+            f"{task_speedup:5.2f}x  (without the merge in the client)"
+        )
+        worker_peak = max(one["worker_peak_mib"], two["worker_peak_mib"])
+        ok = worker_peak < MEMORY_LIMIT_MIB
+        print(f"memory {'worker':<11} {worker_peak:5.0f} MiB  target < {MEMORY_LIMIT_MIB} MiB  {verdict(ok)}")
+        same = all(pixels(names[key]) == pixels(names["base"]) for key in ("1", "2"))
+        print(f"cluster outputs identical to the in-process one, bit for bit: {same}")
+    finally:
+        for path in names.values():
+            if path.exists():
+                path.unlink()
+    print(f"load average at the end {os.getloadavg()[0]:.2f}")
+
+
+if __name__ == "__main__":
+    main()
