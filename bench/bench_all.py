@@ -37,6 +37,7 @@ def benches(size, view_size, cluster_size, knn_rows, forest_rows):
         ("classify", [*classify, "logistic_regression"], True),
         ("classify", [*classify, "knn", "--rows", str(knn_rows)], True),
         ("classify", [*classify, "random_forest", "--rows", str(forest_rows)], True),
+        ("classify", [*classify, "gradient_boosting", "--rows", str(forest_rows)], True),
         ("interactive", ["bench_interactive.py", "--size", str(view_size)], False),
         ("cluster", ["bench_cluster.py", "--size", str(cluster_size)], True),
     ]
@@ -86,7 +87,7 @@ def main():
     parser.add_argument("--view-size", type=int, default=8192, help="tile side of the panel's first view (default 8192)")
     parser.add_argument("--cluster-size", type=int, default=2048, help="tile side of the 4-tile cluster region")
     parser.add_argument("--knn-rows", type=int, default=512, help="rows of the tile kNN classifies (default 512)")
-    parser.add_argument("--forest-rows", type=int, default=256, help="rows the random forest classifies (default 256)")
+    parser.add_argument("--forest-rows", type=int, default=256, help="rows the tree methods classify (default 256)")
     parser.add_argument("--runs", type=int, default=3, help="runs of every bench (default 3)")
     parser.add_argument("--only", action="append", help="one bench label (load, analysis, classify, interactive, cluster)")
     args = parser.parse_args()
