@@ -151,6 +151,38 @@ def verdict(ok):
     return "PASS" if ok else "FAIL"
 
 
+def report(base, one, two, what, repeat):
+    """The lines of an in-process run (base) beside 1 and 2 workers: times, speed-up (with its verdict), memory."""
+
+    def row(name, figures, text):
+        spread = f" (spread {figures['spread']:.1f} s)" if repeat > 1 else ""
+        return f"{name:<11} {figures['seconds']:8.1f} s{spread}  peak {figures['peak_mib']:5.0f} MiB | {text}"
+
+    print(row("in-process", base, f"{what} in one process (CLUSTER empty)"))
+    for name, figures in (("cluster-1", one), ("cluster-2", two)):
+        print(
+            row(
+                name,
+                figures,
+                f"{figures['tasks']} tasks {figures['tasks_seconds']:.1f} s + merge {figures['merge_seconds']:.1f} s",
+            )
+            + f"; start-up {figures['startup']:.1f} s; ratio to in-process {figures['seconds'] / base['seconds']:.2f}x"
+        )
+    speedup = one["seconds"] / two["seconds"]
+    print(
+        f"{'speed-up':<11} {two['seconds']:8.1f} s  2 workers | cluster-1 {one['seconds']:8.1f} s | "
+        f"{speedup:5.2f}x  target >= {SPEEDUP_TARGET}x  {verdict(speedup >= SPEEDUP_TARGET)}"
+    )
+    task_speedup = one["tasks_seconds"] / two["tasks_seconds"]
+    print(
+        f"{'tasks only':<11} {two['tasks_seconds']:8.1f} s  2 workers | cluster-1 {one['tasks_seconds']:8.1f} s | "
+        f"{task_speedup:5.2f}x  (without the merge in the client)"
+    )
+    worker_peak = max(one["worker_peak_mib"], two["worker_peak_mib"])
+    ok = worker_peak < MEMORY_LIMIT_MIB
+    print(f"memory {'worker':<11} {worker_peak:5.0f} MiB  target < {MEMORY_LIMIT_MIB} MiB  {verdict(ok)}")
+
+
 def estimate(size, tiles, one, two, workers_list=(1, 2, 8, 32)):
     """Lines for a 100-tile region of full-size tiles on N workers, scaled from the measured 4-tile region."""
     scale = (FULL_TILE / size) ** 2  # pixels (and bytes) of a full tile per measured tile
@@ -198,33 +230,7 @@ def main():
     one = measure("on_cluster", folder, out / "cluster-1.tif", 1, repeat=args.repeat)
     two = measure("on_cluster", folder, out / "cluster-2.tif", 2, repeat=args.repeat)
 
-    def row(name, figures, what):
-        spread = f" (spread {figures['spread']:.1f} s)" if args.repeat > 1 else ""
-        return f"{name:<11} {figures['seconds']:8.1f} s{spread}  peak {figures['peak_mib']:5.0f} MiB | {what}"
-
-    print(row("in-process", base, "similarity in one process (CLUSTER empty)"))
-    for name, figures in (("cluster-1", one), ("cluster-2", two)):
-        print(
-            row(
-                name,
-                figures,
-                f"{figures['tasks']} tasks {figures['tasks_seconds']:.1f} s + merge {figures['merge_seconds']:.1f} s",
-            )
-            + f"; start-up {figures['startup']:.1f} s; ratio to in-process {figures['seconds'] / base['seconds']:.2f}x"
-        )
-    speedup = one["seconds"] / two["seconds"]
-    print(
-        f"{'speed-up':<11} {two['seconds']:8.1f} s  2 workers | cluster-1 {one['seconds']:8.1f} s | "
-        f"{speedup:5.2f}x  target >= {SPEEDUP_TARGET}x  {verdict(speedup >= SPEEDUP_TARGET)}"
-    )
-    task_speedup = one["tasks_seconds"] / two["tasks_seconds"]
-    print(
-        f"{'tasks only':<11} {two['tasks_seconds']:8.1f} s  2 workers | cluster-1 {one['tasks_seconds']:8.1f} s | "
-        f"{task_speedup:5.2f}x  (without the merge in the client)"
-    )
-    worker_peak = max(one["worker_peak_mib"], two["worker_peak_mib"])
-    ok = worker_peak < MEMORY_LIMIT_MIB
-    print(f"memory {'worker':<11} {worker_peak:5.0f} MiB  target < {MEMORY_LIMIT_MIB} MiB  {verdict(ok)}")
+    report(base, one, two, "similarity", args.repeat)
     same = all(pixels(out / name) == pixels(out / "cluster-base.tif") for name in ("cluster-1.tif", "cluster-2.tif"))
     print(f"cluster outputs identical to the in-process one, bit for bit: {same}")
     for line in estimate(args.size, tiles, one, two):

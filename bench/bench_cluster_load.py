@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT))
 import tests  # noqa: E402, F401 - puts the plugin (the repository root) on sys.path as `geoembed`
 from bench import bench_cluster as cluster_bench  # noqa: E402
 from bench.bench_analysis import make_tile, tile_paths  # noqa: E402
-from bench.bench_cluster import MEMORY_LIMIT_MIB, SPEEDUP_TARGET, Quiet, pixels, verdict  # noqa: E402
+from bench.bench_cluster import Quiet, pixels  # noqa: E402
 
 WORK = ROOT / "build" / "bench"
 
@@ -94,33 +94,7 @@ def main():
         one = measure("on_cluster", folder, names["1"], args.output_type, 1, repeat=args.repeat)
         two = measure("on_cluster", folder, names["2"], args.output_type, 2, repeat=args.repeat)
 
-        def row(name, figures, what):
-            spread = f" (spread {figures['spread']:.1f} s)" if args.repeat > 1 else ""
-            return f"{name:<11} {figures['seconds']:8.1f} s{spread}  peak {figures['peak_mib']:5.0f} MiB | {what}"
-
-        print(row("in-process", base, "geoembed:load in one process (CLUSTER empty)"))
-        for name, figures in (("cluster-1", one), ("cluster-2", two)):
-            print(
-                row(
-                    name,
-                    figures,
-                    f"{figures['tasks']} tasks {figures['tasks_seconds']:.1f} s + merge {figures['merge_seconds']:.1f} s",
-                )
-                + f"; start-up {figures['startup']:.1f} s; ratio to in-process {figures['seconds'] / base['seconds']:.2f}x"
-            )
-        speedup = one["seconds"] / two["seconds"]
-        print(
-            f"{'speed-up':<11} {two['seconds']:8.1f} s  2 workers | cluster-1 {one['seconds']:8.1f} s | "
-            f"{speedup:5.2f}x  target >= {SPEEDUP_TARGET}x  {verdict(speedup >= SPEEDUP_TARGET)}"
-        )
-        task_speedup = one["tasks_seconds"] / two["tasks_seconds"]
-        print(
-            f"{'tasks only':<11} {two['tasks_seconds']:8.1f} s  2 workers | cluster-1 {one['tasks_seconds']:8.1f} s | "
-            f"{task_speedup:5.2f}x  (without the merge in the client)"
-        )
-        worker_peak = max(one["worker_peak_mib"], two["worker_peak_mib"])
-        ok = worker_peak < MEMORY_LIMIT_MIB
-        print(f"memory {'worker':<11} {worker_peak:5.0f} MiB  target < {MEMORY_LIMIT_MIB} MiB  {verdict(ok)}")
+        cluster_bench.report(base, one, two, "geoembed:load", args.repeat)
         same = all(pixels(names[key]) == pixels(names["base"]) for key in ("1", "2"))
         print(f"cluster outputs identical to the in-process one, bit for bit: {same}")
     finally:

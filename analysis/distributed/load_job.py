@@ -17,7 +17,7 @@ from ...loaders.errors import GeoEmbedError
 from ...loaders.load import LoadResult, check_output_type, output_storage, plan
 from ...loaders.raster import overviews
 from ...loaders.raster.mosaic import onto_grid
-from ...loaders.raster.writer import BLOCK, EMBEDDING_PREDICTOR, OutputSpec, Storage, check_destination, provenance_metadata
+from ...loaders.raster.writer import BLOCK, Storage, check_destination, embedding_spec
 from ...loaders.years import run_years
 from .cluster import LOCAL, connect
 from .jobs import run_job
@@ -94,15 +94,7 @@ def worker_request(settings, request):
 def _write(settings, request, raster, grid, storage, log, progress, is_cancelled, session, piece_blocks):
     """Write raster (planned by the client from request, then put onto grid) to request.output from pieces."""
     storage = storage or Storage()
-    spec = OutputSpec(
-        request.output,
-        raster.band_names,
-        storage.data_type,
-        storage.nodata,
-        provenance_metadata(raster.provenance),
-        storage.scale,
-        EMBEDDING_PREDICTOR,
-    )
+    spec = embedding_spec(raster, request.output, storage)
     job = {
         "request": request,
         "planned_grid": raster.grid,

@@ -131,12 +131,9 @@ def provenance_metadata(provenance):
     return meta
 
 
-def write_geotiff(raster, path, progress=None, is_cancelled=None, block=BLOCK, storage=None, order=None):
-    """Write every block of an EmbeddingRaster to path (as Float32 unless storage says otherwise); returns path.
-
-    order(windows) -> the same windows in the order to read and write them (e.g. in_row_pairs); default north to south."""
-    storage = storage or Storage()
-    spec = OutputSpec(
+def embedding_spec(raster, path, storage):
+    """The OutputSpec of an embedding raster written to path as storage says (its type, nodata and scale)."""
+    return OutputSpec(
         path,
         raster.band_names,
         storage.data_type,
@@ -145,6 +142,14 @@ def write_geotiff(raster, path, progress=None, is_cancelled=None, block=BLOCK, s
         storage.scale,
         EMBEDDING_PREDICTOR,
     )
+
+
+def write_geotiff(raster, path, progress=None, is_cancelled=None, block=BLOCK, storage=None, order=None):
+    """Write every block of an EmbeddingRaster to path (as Float32 unless storage says otherwise); returns path.
+
+    order(windows) -> the same windows in the order to read and write them (e.g. in_row_pairs); default north to south."""
+    storage = storage or Storage()
+    spec = embedding_spec(raster, path, storage)
     read = storage.read or raster.read
     block = getattr(raster, "block_size", block)  # e.g. aggregation reads a bounded source window per block
     produce = lambda window: [read(window)]  # noqa: E731
