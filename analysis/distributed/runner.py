@@ -86,7 +86,8 @@ def merge_pieces(grid, specs, layout, scratch, progress=None, is_cancelled=None)
     same metadata, and the pieces' values (nodata included) copied as they are."""
     readers = PieceReaders(layout, scratch, specs)
     try:
-        write_rasters(grid, specs, readers.blocks, progress, is_cancelled, layout.block)
+        # the next block of the pieces is read (decompressed) while this one is compressed into the outputs
+        write_rasters(grid, specs, readers.blocks, progress, is_cancelled, layout.block, ahead=True)
     finally:
         readers.close()
 
