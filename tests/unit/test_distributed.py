@@ -197,11 +197,31 @@ def test_classify_on_two_workers_equals_the_run_in_process(tmp_path, region, ras
     assert set(np.unique(classes)) <= {0, 1, 2, 3} and len(np.unique(classes)) >= 3  # a real map, nodata box included
 
 
-@needs_dask
-def test_cancel_stops_every_worker_and_leaves_no_piece(tmp_path, region, raster):
+def child_pids():
+    """The processes this test process has started so far (and theirs)."""
     import psutil
 
-    before = {child.pid for child in psutil.Process().children(recursive=True)}
+    return {child.pid for child in psutil.Process().children(recursive=True)}
+
+
+def assert_workers_end(before, within_s=60):
+    """Every process started since child_pids() gave `before` ends (zombies count as ended) within within_s."""
+    import psutil
+
+    def alive():
+        started = [child for child in psutil.Process().children(recursive=True) if child.pid not in before]
+        return [child for child in started if child.is_running() and child.status() != psutil.STATUS_ZOMBIE]
+
+    deadline = time.monotonic() + within_s
+    while alive() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    running = alive()
+    assert not running, [child.cmdline() for child in running]
+
+
+@needs_dask
+def test_cancel_stops_every_worker_and_leaves_no_piece(tmp_path, region, raster):
+    before = child_pids()
     spec = OutputSpec(str(tmp_path / "similarity.tif"), ("similarity",))
     log = Log(cancel_at=1)  # Cancel clicked once the first piece is done
     settings = cluster.ClusterSettings(cluster.LOCAL, WORKERS)
@@ -209,14 +229,7 @@ def test_cancel_stops_every_worker_and_leaves_no_piece(tmp_path, region, raster)
         jobs.similarity(settings, region, False, raster.grid, query_of(raster), None, 5, spec, log, piece_blocks=1)
     assert len(log.fractions) == 1
     assert os.listdir(tmp_path) == []  # no output, no scratch folder, no piece
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        started = [child for child in psutil.Process().children(recursive=True) if child.pid not in before]
-        alive = [child for child in started if child.is_running() and child.status() != psutil.STATUS_ZOMBIE]
-        if not alive:
-            break
-        time.sleep(0.2)
-    assert not alive, [child.cmdline() for child in alive]
+    assert_workers_end(before)
 
 
 @needs_dask

@@ -5,7 +5,6 @@ worker and leaves no piece and no output."""
 
 import importlib.util
 import os
-import time
 
 import pytest
 from osgeo import gdal
@@ -21,7 +20,7 @@ from geoembed.loaders.open import open_embeddings
 from geoembed.loaders.raster.grid import Grid
 from geoembed.loaders.raster.writer import OutputSpec, write_rasters
 from tests.support.year_rasters import YEARS, build_years
-from tests.unit.test_distributed import assert_same_file
+from tests.unit.test_distributed import assert_same_file, assert_workers_end, child_pids
 
 HAS_DASK = importlib.util.find_spec("distributed") is not None
 if not HAS_DASK and os.environ.get("CI"):
@@ -196,20 +195,11 @@ def test_trajectory_on_two_workers_equals_the_run_in_process(tmp_path, years, se
     assert sorted(os.listdir(tmp_path / "cluster")) == sorted(f"{key}.tif" for key in KEYS)
 
 
-def workers_started_since(before):
-    import psutil
-
-    started = [child for child in psutil.Process().children(recursive=True) if child.pid not in before]
-    return [child for child in started if child.is_running() and child.status() != psutil.STATUS_ZOMBIE]
-
-
 @needs_dask
 @pytest.mark.parametrize("name", ["change", "trajectory"])
 @pytest.mark.parametrize("cancel_in", ["compute", "write"], ids=["pass-1", "pass-2"])
 def test_cancel_stops_every_worker_and_leaves_no_piece(tmp_path, years, name, cancel_in):
-    import psutil
-
-    before = {child.pid for child in psutil.Process().children(recursive=True)}
+    before = child_pids()
     settings = cluster.ClusterSettings(cluster.LOCAL, WORKERS)
     log = Log()
     with pytest.raises(Cancelled):
@@ -219,8 +209,4 @@ def test_cancel_stops_every_worker_and_leaves_no_piece(tmp_path, years, name, ca
             run_trajectory([years[y] for y in YEARS], tmp_path / "out", settings=settings, log=log, cancel_in=cancel_in)
     assert log.cancelled
     assert os.listdir(tmp_path / "out") == []  # no output, no scratch folder, no piece
-    deadline = time.monotonic() + 60
-    while workers_started_since(before) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    alive = workers_started_since(before)
-    assert not alive, [child.cmdline() for child in alive]
+    assert_workers_end(before)

@@ -4,7 +4,6 @@ Tessera, several YEARS; a cancel stops every worker and leaves neither piece nor
 
 import importlib.util
 import os
-import time
 from pathlib import Path
 
 import pytest
@@ -17,7 +16,7 @@ from geoembed.loaders.years import run_years
 from tests.fixtures.all_products import build_all
 from tests.support.four_tiles import build_four_tiles
 from tests.unit.helpers import QuietLog, assert_one_line, leftovers
-from tests.unit.test_distributed import Log
+from tests.unit.test_distributed import Log, assert_workers_end, child_pids
 
 HAS_DASK = importlib.util.find_spec("distributed") is not None
 if not HAS_DASK and os.environ.get("CI"):
@@ -126,9 +125,7 @@ def test_years_on_two_workers_equal_the_run_in_process(tmp_path, index, session,
 
 
 def test_cancel_stops_every_worker_and_leaves_nothing(tmp_path, region):
-    import psutil
-
-    before = {child.pid for child in psutil.Process().children(recursive=True)}
+    before = child_pids()
     log = Log(cancel_at=1)  # Cancel clicked once the first piece is done
     settings = cluster.ClusterSettings(cluster.LOCAL, WORKERS)
     request = LoadRequest(output=str(tmp_path / "aef.tif"), product="aef", source=region, overviews=True)
@@ -136,14 +133,7 @@ def test_cancel_stops_every_worker_and_leaves_nothing(tmp_path, region):
         load_job.run(settings, request, log, log.progress, log.is_cancelled, piece_blocks=1)
     assert len(log.fractions) == 1
     assert leftovers(tmp_path) == [] and os.listdir(tmp_path) == []  # no output, no .ovr, no scratch folder
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        started = [child for child in psutil.Process().children(recursive=True) if child.pid not in before]
-        alive = [child for child in started if child.is_running() and child.status() != psutil.STATUS_ZOMBIE]
-        if not alive:
-            break
-        time.sleep(0.2)
-    assert not alive, [child.cmdline() for child in alive]
+    assert_workers_end(before)
 
 
 def test_a_changed_source_is_refused_by_the_workers(tmp_path, region, session, monkeypatch):

@@ -20,21 +20,10 @@ from geoembed.loaders.raster import writer
 from geoembed.loaders.raster.grid import Grid
 from geoembed.loaders.raster.scaled_int16 import INT16_NODATA, INT16_SCALE
 from geoembed.loaders.years import run_years
-from tests.unit.helpers import find_spec, raw_codes, tile_path
+from tests.unit.helpers import QuietLog, find_spec, raw_codes, tile_path
+from tests.unit.test_load_write_speed import ALL_CODES, bits
 
-ALL_CODES = np.arange(-128, 128, dtype=np.int16).astype(np.int8)
 BLOCK = 32  # several blocks on the small fixture tile, so that the background producer has work to overlap
-
-
-class Quiet:
-    def info(self, message):
-        pass
-
-    warning = info
-
-
-def bits(array):
-    return np.asarray(array, dtype=np.float32).view(np.uint32)
 
 
 def test_terms_of_every_code_are_q_times_abs_q_including_the_nodata_code():
@@ -62,7 +51,7 @@ def tile(aef_mirror, aef_specs):
 
 def _planned(tile, output, output_type="float32"):
     request = LoadRequest(output=str(output), product="aef", source=str(tile), output_type=output_type)
-    product_id, raster = plan(request, Quiet())
+    product_id, raster = plan(request, QuietLog())
     return raster, output_storage(request, product_id, raster)
 
 
@@ -183,7 +172,7 @@ def test_years_with_int16_write_every_years_terms_that_read_back_as_the_float32_
     for output_type in ("float32", "int16"):
         request = LoadRequest(output=str(tmp_path / output_type / "aef.tif"), source=index, extent=YEARS_EXTENT)
         request.output_type = output_type
-        outputs[output_type] = [result.output for result in run_years(request, [2023, 2024], Quiet())]
+        outputs[output_type] = [result.output for result in run_years(request, [2023, 2024], QuietLog())]
     assert [os.path.basename(path) for path in outputs["int16"]] == ["aef_2023.tif", "aef_2024.tif"]
     for float_path, int_path in zip(outputs["float32"], outputs["int16"]):
         ints, floats = gdal.Open(int_path), gdal.Open(float_path)
@@ -199,7 +188,7 @@ def test_years_with_int16_write_every_years_terms_that_read_back_as_the_float32_
 def test_years_with_int16_for_another_product_is_refused_before_anything_is_read(tmp_path, tile):
     request = LoadRequest(output=str(tmp_path / "t.tif"), product="tessera", source=str(tile.parent), output_type="int16")
     with pytest.raises(GeoEmbedError, match="OUTPUT_TYPE=int16 is for AlphaEarth"):
-        run_years(request, [2023, 2024], Quiet())
+        run_years(request, [2023, 2024], QuietLog())
     assert list(tmp_path.iterdir()) == []
 
 
