@@ -78,14 +78,12 @@ def in_process(folder, out):
         heatmap.close()
 
 
-def on_cluster(folder, out, workers):
-    """The same on CLUSTER=local with `workers` processes: start-up, then the run (tasks, then merge) timed apart."""
-    from geoembed.analysis.distributed import cluster, jobs, runner
-    from geoembed.loaders.raster.writer import OutputSpec
+def timed_on_cluster(workers, run):
+    """Figures of run(session, progress) -> output grid on a local cluster of `workers` processes: start-up, then the
+    run with its tasks and its merge in the client timed apart (the merge is the last MERGE_SHARE of the progress)."""
+    from geoembed.analysis.distributed import cluster, runner
+    from geoembed.analysis.distributed.pieces import layout_for
 
-    raster, query = region_and_query(folder)
-    grid = raster.grid
-    raster.close()
     started = time.perf_counter()
     with cluster.connect(cluster.ClusterSettings(cluster.LOCAL, int(workers))) as session:
         startup = time.perf_counter() - started
@@ -95,13 +93,11 @@ def on_cluster(folder, out, workers):
             if fraction >= 1 - runner.MERGE_SHARE and "tasks" not in marks:
                 marks["tasks"] = time.perf_counter()
 
-        log = Quiet()
-        log.progress = progress
         started = time.perf_counter()
-        jobs.similarity(None, str(folder), False, grid, query, None, 10, OutputSpec(out, ("similarity",)), log, session=session)
+        grid = run(session, progress)
         seconds = time.perf_counter() - started
         peaks = session.worker_peak_rss()
-        tasks = len(jobs.layout_for(grid, session.worker_count()).pieces)
+        tasks = len(layout_for(grid, session.worker_count()).pieces)
     return {
         "seconds": seconds,
         "tasks_seconds": marks["tasks"] - started,
@@ -110,6 +106,25 @@ def on_cluster(folder, out, workers):
         "worker_peak_mib": max(peaks.values()) / 2**20,
         "tasks": tasks,
     }
+
+
+def on_cluster(folder, out, workers):
+    """The same on CLUSTER=local with `workers` processes: start-up, then the run (tasks, then merge) timed apart."""
+    from geoembed.analysis.distributed import jobs
+    from geoembed.loaders.raster.writer import OutputSpec
+
+    raster, query = region_and_query(folder)
+    grid = raster.grid
+    raster.close()
+
+    def run(session, progress):
+        log = Quiet()
+        log.progress = progress
+        spec = OutputSpec(out, ("similarity",))
+        jobs.similarity(None, str(folder), False, grid, query, None, 10, spec, log, session=session)
+        return grid
+
+    return timed_on_cluster(workers, run)
 
 
 # --- harness ---------------------------------------------------------------------------------------

@@ -40,33 +40,14 @@ def in_process(folder, out, output_type):
 
 def on_cluster(folder, out, output_type, workers):
     """The same on CLUSTER=local with `workers` processes: start-up, then the load (tasks, then merge) timed apart."""
-    from geoembed.analysis.distributed import cluster, load_job, runner
-    from geoembed.analysis.distributed.pieces import layout_for
+    from geoembed.analysis.distributed import load_job
     from geoembed.loaders.load import LoadRequest
 
-    started = time.perf_counter()
-    with cluster.connect(cluster.ClusterSettings(cluster.LOCAL, int(workers))) as session:
-        startup = time.perf_counter() - started
-        marks = {}
-
-        def progress(fraction):
-            if fraction >= 1 - runner.MERGE_SHARE and "tasks" not in marks:
-                marks["tasks"] = time.perf_counter()
-
-        started = time.perf_counter()
+    def run(session, progress):
         request = LoadRequest(output=out, product="aef", source=str(folder), output_type=output_type)
-        result = load_job.run(None, request, Quiet(), progress, session=session)
-        seconds = time.perf_counter() - started
-        peaks = session.worker_peak_rss()
-        tasks = len(layout_for(result.grid, session.worker_count()).pieces)
-    return {
-        "seconds": seconds,
-        "tasks_seconds": marks["tasks"] - started,
-        "merge_seconds": seconds - (marks["tasks"] - started),
-        "startup": startup,
-        "worker_peak_mib": max(peaks.values()) / 2**20,
-        "tasks": tasks,
-    }
+        return load_job.run(None, request, Quiet(), progress, session=session).grid
+
+    return cluster_bench.timed_on_cluster(workers, run)
 
 
 def measure(kind, *args, repeat=1):
