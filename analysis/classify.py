@@ -15,10 +15,11 @@ from ..loaders.model import EmbeddingBlock, EmbeddingRaster
 from ..loaders.raster.prefetch import Prefetched
 from ..loaders.raster.writer import BLOCK
 from . import model_file
+from .neural_network import NeuralNetwork
 from .predictors import CentroidPredictor, ModelDataError, from_estimator
 from .regions import unit
 
-METHODS = ("random_forest", "logistic_regression", "knn", "nearest_centroid", "gradient_boosting")
+METHODS = ("random_forest", "logistic_regression", "knn", "nearest_centroid", "gradient_boosting", "neural_network")
 GRADIENT_BOOSTING = {"n_estimators": 50, "max_depth": 2, "learning_rate": 0.2, "subsample": 0.5}
 SKLEARN_INSTALL = (  # also geoembed:regress's
     "needs scikit-learn: on Debian/Ubuntu 'sudo apt install python3-sklearn', elsewhere 'python3 -m pip install "
@@ -69,6 +70,8 @@ def make_model(method, seed=0):
         return NearestCentroid()
     if not has_sklearn():
         raise GeoEmbedError(f"METHOD={method} {SKLEARN_HINT}.")
+    if method == "neural_network":
+        return NeuralNetwork(seed)
     if method == "random_forest":
         from sklearn.ensemble import RandomForestClassifier
 

@@ -23,7 +23,9 @@ import numpy as np
 
 from ..loaders.errors import GeoEmbedError
 from ..loaders.remote.locations import atomic_file
-from .predictors import KINDS, ModelDataError
+from .neural_network import NeuralNetworkPredictor
+from .predictors import KINDS as PREDICTOR_KINDS
+from .predictors import ModelDataError
 
 FORMAT = "geoembed-model"
 VERSION = 1
@@ -35,7 +37,7 @@ MAX_BANDS = 65536
 ZIP_MAGIC = b"PK\x03\x04"
 ZIP_END = b"PK\x05\x06"  # end of central directory record: member count and directory size
 ZIP64_LOCATOR = b"PK\x06\x07"
-MAX_MEMBERS = 16  # a header and at most seven arrays
+MAX_MEMBERS = 16  # a header and the arrays of the largest layout (a neural network: 3 + 2 per layer)
 MAX_DIRECTORY_BYTES = 64 * 1024
 PICKLE_PROTOCOL = b"\x80"  # first byte of pickles of protocol 2 and later
 RETRAIN = "retrain it with geoembed:train"
@@ -43,6 +45,7 @@ TASKS = {  # task: (what makes such models, what to do with a bad file)
     "classification": ("geoembed:train", RETRAIN),
     "regression": ("geoembed:regress", "retrain it with geoembed:regress"),
 }
+KINDS = {**PREDICTOR_KINDS, NeuralNetworkPredictor.kind: NeuralNetworkPredictor}
 _COUNTS = ("classes", "rows", "k", "samples", "trees", "nodes", "leaves")  # predictor params that must be counts
 
 

@@ -38,6 +38,7 @@ def benches(size, view_size, cluster_size, knn_rows, forest_rows):
         ("classify", [*classify, "knn", "--rows", str(knn_rows)], True),
         ("classify", [*classify, "random_forest", "--rows", str(forest_rows)], True),
         ("classify", [*classify, "gradient_boosting", "--rows", str(forest_rows)], True),
+        ("classify", [*classify, "neural_network"], True),
         ("interactive", ["bench_interactive.py", "--size", str(view_size)], False),
         ("cluster", ["bench_cluster.py", "--size", str(cluster_size)], True),
     ]
@@ -52,10 +53,11 @@ def run(argv):
 
 
 def figure_lines(lines):
-    """{key: line} of the lines that carry a verdict; the key is the text before the line's first figure."""
+    """{key: line} of the lines that carry a verdict (or INFO: a figure without a target); the key is the text before
+    the line's first figure."""
     found = {}
     for line in lines:
-        if not re.search(r"\b(PASS|FAIL)\b", line):
+        if not re.search(r"\b(PASS|FAIL|INFO)\b", line):
             continue
         key = re.split(r"\s+\d", line, maxsplit=1)[0].strip()
         found[key] = line

@@ -1,15 +1,17 @@
 """Benchmark classification at the read floor: each method's class map of one AEF tile beside the read of that tile.
 
-For each method (nearest_centroid, logistic_regression, knn, random_forest, gradient_boosting), train on 2,000 labelled points as
-bench_analysis.classify does (four "land covers": the argmax of a random projection of the embeddings), then time
-predicting and writing the classes and the confidence of one tile, beside a block-by-block GDAL read of the same tile
-measured in the same run. Targets (ratio to that read): nearest_centroid and logistic_regression <= 2x, knn <= 4x,
-random_forest and gradient_boosting <= 10x; peak memory < 1.5 GB. Each measurement runs in a fresh process
-(GDAL_CACHEMAX=256 MB). Each line also gives the CPU time (all threads) and its ratio to the read's, which other work
-on the machine skews less than the wall-clock ratio.
+For each method (nearest_centroid, logistic_regression, knn, random_forest, gradient_boosting, neural_network),
+train on 2,000 labelled points as bench_analysis.classify does (four "land covers": the argmax of a random projection
+of the embeddings), then time predicting and writing the classes and the confidence of one tile, beside a
+block-by-block GDAL read of the same tile measured in the same run. Targets (ratio to that read): nearest_centroid
+and logistic_regression <= 2x, knn <= 4x, gradient_boosting and neural_network <= 10x (the issue's forest target
+allows "another method that gives the same accuracy faster": the forest itself is timed without a target); peak
+memory < 1.5 GB. Each measurement runs in a fresh process (GDAL_CACHEMAX=256 MB). Each line also gives the CPU time
+(all threads) and its ratio to the read's, which other work on the machine skews less than the wall-clock ratio.
 
 Accuracy is measured on 4,000 held-out points labelled the same way, for the model train fits by default and for
-today's default settings of the method (TODAY); the two must not differ by more than one point.
+today's default settings of the method (TODAY; for the two fast tree-slot methods, today's default method, the
+random forest); the one must not be more than one point below the other.
 
 --rows R classifies (and reads, for the baseline) only the tile's first R rows: for the slow methods, whose
 ratio to the read does not depend on the area.
@@ -31,7 +33,16 @@ from bench.bench_analysis import MEMORY_LIMIT_MIB, open_input, tile_paths  # noq
 from bench.bench_load import peak_rss_kib  # noqa: E402
 
 WORK = ROOT / "build" / "bench"
-TARGETS = {"nearest_centroid": 2.0, "logistic_regression": 2.0, "knn": 4.0, "random_forest": 10.0, "gradient_boosting": 10.0}
+# the issue's random forest target (<= 10x, "or another method that gives the same accuracy faster") is met by
+# neural_network, held to the forest's accuracy; the forest itself is timed without a target (None)
+TARGETS = {
+    "nearest_centroid": 2.0,
+    "logistic_regression": 2.0,
+    "knn": 4.0,
+    "random_forest": None,
+    "gradient_boosting": 10.0,
+    "neural_network": 10.0,
+}
 TODAY = {  # the settings train used before issue 15, for the accuracy comparison
     "nearest_centroid": {},
     "logistic_regression": {"max_iter": 2000},
@@ -39,6 +50,7 @@ TODAY = {  # the settings train used before issue 15, for the accuracy compariso
     "random_forest": {"n_estimators": 200, "n_jobs": -1, "random_state": 0},
     # the fast tree method is held to today's default tree method: the random forest (today_model fits one)
     "gradient_boosting": {"n_estimators": 200, "n_jobs": -1, "random_state": 0},
+    "neural_network": {"n_estimators": 200, "n_jobs": -1, "random_state": 0},
 }
 TRAIN_POINTS, HELD_OUT_POINTS = 2000, 4000
 CPU_TIMED = [0.0]  # CPU seconds of classify's timed part
@@ -206,10 +218,13 @@ def main():
             continue
         seconds, mib, cpu, lines = measure("classify", tile, out / f"classes-{method}.tif", method, rows, repeat=args.repeat)
         before, after = (float(v) for v in lines[-1].split()[1:])
-        ok = seconds <= target * read_s
+        if target is None:
+            aim = "no target of its own (neural_network meets the forest's)  INFO"
+        else:
+            aim = f"target <= {target:g}x  {verdict(seconds <= target * read_s)}"
         print(
             f"{method:<20} {seconds:8.1f} s  peak {mib:5.0f} MiB | read {read_s:8.1f} s | ratio {seconds / read_s:6.2f}x  "
-            f"target <= {target:g}x  {verdict(ok)} | accuracy {after:.1%} (today's default {before:.1%}) "
+            f"{aim} | accuracy {after:.1%} (today's default {before:.1%}) "
             f"{verdict(after >= before - 0.01)} | cpu {cpu:.1f} s, {cpu / read_cpu:.2f}x the read's (less skewed by load)",
             flush=True,
         )

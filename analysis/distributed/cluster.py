@@ -102,16 +102,60 @@ def connect(settings, log=None):
 
 
 def _start_local(distributed, workers):
-    count = workers or os.cpu_count() or 1
+    count = workers or len(usable_cores())
     executable = _use_python_for_workers()
     with _worker_environment(LD_PRELOAD=_global_cblas()):  # read once, as the worker processes start
         _check_worker_python(executable)
         cluster = _local_cluster(distributed, count)
     try:
-        return Session(distributed.Client(cluster, timeout=f"{CONNECT_TIMEOUT_S * 6}s"), cluster)
+        client = distributed.Client(cluster, timeout=f"{CONNECT_TIMEOUT_S * 6}s")
     except BaseException:
         cluster.close()
         raise
+    session = Session(client, cluster)
+    try:
+        _pin_workers(client)
+    except BaseException:
+        session.close()
+        raise
+    return session
+
+
+def usable_cores():
+    """The cores this process may run on (a container or `taskset` may allow fewer than the machine has)."""
+    if hasattr(os, "sched_getaffinity"):
+        return sorted(os.sched_getaffinity(0))
+    return list(range(os.cpu_count() or 1))
+
+
+def core_shares(cores, workers):
+    """The cores of each of `workers` local workers: consecutive equal shares of `cores`, or, with more workers than
+    cores, one core each in turn."""
+    if workers <= len(cores):
+        return [cores[number * len(cores) // workers : (number + 1) * len(cores) // workers] for number in range(workers)]
+    return [[cores[number % len(cores)]] for number in range(workers)]
+
+
+def _pin_workers(client):
+    """Each local worker on its own share of the cores. A worker keeps more than one thread busy (the next block is
+    read while this one is computed, GDAL compresses in threads): unpinned, two workers on two cores push each other's
+    threads around, and a worker's speed would depend on what the others do. Where threads cannot be pinned (not
+    Linux) the workers run unpinned."""
+    if not hasattr(os, "sched_setaffinity"):
+        return
+    addresses = sorted(client.scheduler_info().get("workers", {}))
+    for address, cores in zip(addresses, core_shares(usable_cores(), len(addresses))):
+        client.run(pin_threads, cores, workers=[address])
+
+
+def pin_threads(cores):
+    """Run on a worker: every thread of the process, and so the threads they start later, on `cores` only."""
+    for thread in os.listdir("/proc/self/task"):
+        try:
+            os.sched_setaffinity(int(thread), cores)
+        except OSError:  # the thread ended meanwhile
+            continue
+    return sorted(os.sched_getaffinity(0))
 
 
 def _local_cluster(distributed, count):

@@ -4,6 +4,7 @@ bit for bit, as a run in this process; a cancel or a failing task leaves nothing
 import importlib.util
 import os
 import sys
+import threading
 import time
 
 import numpy as np
@@ -142,6 +143,30 @@ def test_unreachable_scheduler_is_one_line(tmp_path):
 
 
 @needs_dask
+def test_core_shares_split_the_cores_among_the_workers():
+    assert cluster.core_shares([0, 1], 2) == [[0], [1]]
+    assert cluster.core_shares([0, 1], 1) == [[0, 1]]
+    assert cluster.core_shares([0, 1, 2, 3, 4, 5], 4) == [[0], [1, 2], [3], [4, 5]]
+    assert cluster.core_shares([2, 5], 5) == [[2], [5], [2], [5], [2]]  # more workers than cores: one each in turn
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_getaffinity"), reason="threads are pinned on Linux only")
+def test_local_workers_run_on_their_own_cores(session):
+    """Every thread of each local worker (the ones it starts later too) on that worker's share of the cores."""
+
+    def affinities():
+        mask = {frozenset(os.sched_getaffinity(int(thread))) for thread in os.listdir("/proc/self/task")}
+        started = []
+        thread = threading.Thread(target=lambda: started.append(frozenset(os.sched_getaffinity(0))))
+        thread.start()
+        thread.join()
+        return sorted(mask | set(started), key=sorted)
+
+    shares = cluster.core_shares(cluster.usable_cores(), WORKERS)
+    found = session.client.run(affinities)
+    assert sorted(sorted(map(sorted, masks)) for masks in found.values()) == sorted([[share] for share in shares])
+
+
 @pytest.mark.parametrize("negative", [False, True], ids=["query", "query-and-counter-examples"])
 def test_similarity_on_two_workers_equals_the_run_in_process(tmp_path, region, raster, session, negative):
     query = query_of(raster)
