@@ -1,7 +1,7 @@
 """Every speed, memory and scale target of the benches in one run: each bench N times, the fastest run of each figure.
 
-Runs bench_load, bench_analysis, bench_classify (the fast methods over the whole tile, kNN and the random forest over
-its first rows), bench_interactive and bench_cluster, each --runs times (default 3), and prints for every line that
+Runs bench_load, bench_analysis, bench_classify (the fast methods over the whole tile, kNN and the tree methods over
+its first rows), bench_methods_accuracy (once), bench_interactive and bench_cluster, each --runs times (default 3), and prints for every line that
 carries a target the run with the fastest time (that run's baseline, measured in the same process tree just before,
 is the one it is compared to), the spread of the times over the runs, and its verdict; memory lines keep the highest
 peak. The last line says whether every target was met.
@@ -39,6 +39,7 @@ def benches(size, view_size, cluster_size, knn_rows, forest_rows):
         ("classify", [*classify, "random_forest", "--rows", str(forest_rows)], True),
         ("classify", [*classify, "gradient_boosting", "--rows", str(forest_rows)], True),
         ("classify", [*classify, "neural_network"], True),
+        ("accuracy", ["bench_methods_accuracy.py", "--size", str(size)], False),
         ("interactive", ["bench_interactive.py", "--size", str(view_size)], False),
         ("cluster", ["bench_cluster.py", "--size", str(cluster_size)], True),
     ]
