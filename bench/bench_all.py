@@ -1,9 +1,10 @@
 """Every speed, memory and scale target of the benches in one run: each bench N times, the fastest run of each figure.
 
 Runs bench_load, bench_analysis, bench_classify (the fast methods over the whole tile, kNN and the tree methods over
-its first rows), bench_methods_accuracy (once), bench_interactive and bench_cluster, each --runs times (default 3), and prints for every line that
-carries a target the run with the fastest time (that run's baseline, measured in the same process tree just before,
-is the one it is compared to), the spread of the times over the runs, and its verdict; memory lines keep the highest
+its first rows), bench_methods_accuracy (once), bench_interactive and bench_cluster, each --runs times (default 3),
+and prints for every line that carries a target the run with the fastest time (that run's baseline, measured in the
+same process tree just before, is the one it is compared to), the spread of the times over the runs, and its
+verdict; lines marked INFO (a figure without a target) likewise; memory lines keep the highest
 peak. The last line says whether every target was met.
 
     .venv/bin/python bench/bench_all.py [--size 4096] [--view-size 8192] [--runs 3]
