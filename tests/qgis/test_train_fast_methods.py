@@ -1,6 +1,7 @@
-"""METHOD=gradient_boosting through Processing: geoembed:train offers it, fits it, maps the classes and saves a model
-file of boosted trees; geoembed:classify applies that file and gets the same class map and confidence, which are the
-saved model's predictions for every pixel."""
+"""The fast methods, METHOD=gradient_boosting and METHOD=neural_network, through Processing: geoembed:train offers
+them, fits them, maps the classes and saves a model file of boosted trees or of network layers; geoembed:classify
+applies that file and gets the same class map and confidence, which are the saved model's predictions for every
+pixel."""
 
 import numpy as np
 import pytest
@@ -8,6 +9,7 @@ from osgeo import gdal
 from qgis.core import QgsApplication, QgsFeature, QgsGeometry, QgsPointXY, QgsVectorLayer
 
 from geoembed.analysis.classify import load_model
+from geoembed.analysis.neural_network import NeuralNetworkPredictor
 from geoembed.analysis.predictors import BoostedTreesPredictor
 
 from .refusals import run
@@ -15,13 +17,13 @@ from .refusals import run
 pytest.importorskip("sklearn")
 
 EXTENT = "5.975,6.02,44.99,45.02 [EPSG:4326]"
-METHOD = "gradient_boosting"
+PREDICTORS = {"gradient_boosting": BoostedTreesPredictor, "neural_network": NeuralNetworkPredictor}
 
 
 @pytest.fixture(scope="module")
 def embedding(provider_ready, aef_mirror, tmp_path_factory):
     """A GeoEmbed layer (geoembed:load) and labelled points on it: three classes by position, on a 9 x 7 grid."""
-    output = tmp_path_factory.mktemp("gradient-boosting") / "embeddings.tif"
+    output = tmp_path_factory.mktemp("fast-methods") / "embeddings.tif"
     run("load", {"SOURCE": str(aef_mirror), "YEAR": 2024, "EXTENT": EXTENT, "OUTPUT": str(output)})
     dataset = gdal.Open(str(output))
     x0, res, _, y0, _, _ = dataset.GetGeoTransform()
@@ -40,15 +42,20 @@ def embedding(provider_ready, aef_mirror, tmp_path_factory):
     return {"path": str(output), "labels": layer}
 
 
+@pytest.fixture(scope="module", params=list(PREDICTORS))
+def method(request):
+    return request.param
+
+
 @pytest.fixture(scope="module")
-def trained(embedding, tmp_path_factory):
-    folder = tmp_path_factory.mktemp("train-gradient-boosting")
+def trained(embedding, method, tmp_path_factory):
+    folder = tmp_path_factory.mktemp(f"train-{method}")
     outputs = {
         "OUTPUT": str(folder / "classes.tif"),
         "OUTPUT_CONFIDENCE": str(folder / "confidence.tif"),
         "OUTPUT_MODEL": str(folder / "model.npz"),
     }
-    parameters = {"INPUT": embedding["path"], "TRAINING": embedding["labels"], "FIELD": "class", "METHOD": METHOD}
+    parameters = {"INPUT": embedding["path"], "TRAINING": embedding["labels"], "FIELD": "class", "METHOD": method}
     results = run("train", {**parameters, **outputs})
     assert results["OUTPUT_MODEL"] == outputs["OUTPUT_MODEL"]
     return outputs
@@ -61,15 +68,17 @@ def read(path):
     return values
 
 
-def test_train_offers_gradient_boosting(provider_ready):
+def test_train_offers_the_fast_methods(provider_ready):
     algorithm = QgsApplication.processingRegistry().algorithmById("geoembed:train")
     options = list(algorithm.parameterDefinition("METHOD").options())
-    assert options[-1] == METHOD and options[0] == "random_forest"  # appended: earlier indices keep their method
+    # appended: earlier indices keep their method; the forest stays the default
+    assert options[0] == "random_forest" and options[-2:] == list(PREDICTORS)
+    assert algorithm.parameterDefinition("METHOD").defaultValue() == "random_forest"
 
 
-def test_the_model_file_holds_boosted_trees(trained):
+def test_the_model_file_holds_the_methods_predictor(trained, method):
     model = load_model(trained["OUTPUT_MODEL"])
-    assert model.method == METHOD and isinstance(model.estimator, BoostedTreesPredictor)
+    assert model.method == method and type(model.estimator) is PREDICTORS[method]
     assert model.class_names == ["a", "b", "c"]
 
 
