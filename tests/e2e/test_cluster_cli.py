@@ -1,7 +1,8 @@
-"""CLUSTER=local through `qgis_process.bin`: geoembed:similarity and geoembed:classify on two local Dask worker
-processes (started from QGIS's embedded Python) give the files the run in QGIS gives, bit for bit.
+"""CLUSTER=local through `qgis_process.bin`: geoembed:similarity, classify, load, resample and pca on two local Dask
+worker processes (started from QGIS's embedded Python) give the files the run in QGIS gives, bit for bit, and leave
+no pieces behind.
 
-Four qgis_process runs.
+Ten qgis_process runs.
 """
 
 import importlib.util
@@ -81,3 +82,27 @@ def test_classify_on_a_local_cluster_equals_the_run_in_qgis(qgis_process, region
         results[name] = json_of(completed)["results"]
     assert same_raster(results["qgis"]["OUTPUT"], results["local"]["OUTPUT"])
     assert not [name for name in os.listdir(out) if name.startswith(".")]
+
+
+BLOCK_WISE = {  # algorithm: (its parameters besides INPUT/SOURCE and the outputs, its raster outputs)
+    "load": ({"PRODUCT": "aef", "OUTPUT_TYPE": "int16"}, ("OUTPUT",)),
+    "resample": ({"MODE": "aggregate", "RESOLUTION": 30}, ("OUTPUT",)),
+    "pca": ({"SAMPLE_SIZE": 5000}, ("OUTPUT",)),
+}
+
+
+@pytest.mark.parametrize("algorithm", list(BLOCK_WISE))
+def test_block_wise_algorithms_on_a_local_cluster_equal_the_run_in_qgis(qgis_process, region, tmp_path, algorithm):
+    parameters, outputs = BLOCK_WISE[algorithm]
+    source = {"SOURCE" if algorithm == "load" else "INPUT": region}
+    out = tmp_path / "out"
+    results = {}
+    for cluster in ("", "local"):
+        name = cluster or "qgis"
+        named = {key: out / f"{name}-{key.lower()}.tif" for key in outputs}
+        completed = qgis_process(*run_args(algorithm, **source, **parameters, **named, CLUSTER=cluster, WORKERS=2))
+        results[name] = json_of(completed)["results"]
+    for key in outputs:
+        assert same_raster(results["qgis"][key], results["local"][key]), key
+    assert not [name for name in os.listdir(out) if name.startswith(".")]  # no pieces folder
+    assert leftovers(tmp_path) == []
