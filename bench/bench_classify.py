@@ -131,11 +131,9 @@ def classify(tile, out, method, rows):
         held, truth = labelled_points(raster, HELD_OUT_POINTS, 11, projection)
         estimator = c.make_model(method).fit(features, labels)
         model = c.TrainedModel(estimator, list("ABCD"), raster.band_names, "aef", method)
-        # the numpy predictor that makes the class map (kNN's may search approximately among its cells)
+        # the numpy predictor that makes the class map
         accuracy = float((model.predict(held)[0] == truth).mean())
         before = float((today_model(method).fit(features, labels).predict(held) == truth).mean())
-        if method == "knn":
-            print("recall", neighbour_recall(model.estimator, held))
         started, cpu = time.perf_counter(), cpu_seconds()
         part = first_rows(raster, rows)
         producer = c.ClassRasters(part, model)
@@ -153,18 +151,6 @@ def classify(tile, out, method, rows):
         raster.close()
     print("accuracy", before, accuracy)
     return seconds
-
-
-def neighbour_recall(predictor, held):
-    """Share of the exact k nearest training vectors of the held-out points that the predictor's search finds."""
-    import numpy as np
-
-    from geoembed.analysis.predictors import NeighbourSearch
-
-    queries = np.asarray(held, dtype=np.float64)
-    found, _ = predictor.search.neighbours(queries, np.float64)
-    exact, _ = NeighbourSearch(predictor.vectors, predictor.k).neighbours(queries, np.float64)
-    return float(np.mean([len(np.intersect1d(a, b)) for a, b in zip(found, exact)]) / predictor.k)
 
 
 def cpu_seconds():
@@ -233,9 +219,6 @@ def main():
             continue
         seconds, mib, cpu, lines = measure("classify", tile, out / f"classes-{method}.tif", method, rows, repeat=args.repeat)
         before, after = (float(v) for v in lines[-1].split()[1:])
-        recall = next(
-            (f" | recall {float(line.split()[1]):.1%} of the exact 5 nearest" for line in lines if line.startswith("recall")), ""
-        )
         if target is None:
             aim = "no target of its own (neural_network meets the forest's)  INFO"
         else:
@@ -243,7 +226,8 @@ def main():
         print(
             f"{method:<20} {seconds:8.1f} s  peak {mib:5.0f} MiB | read {read_s:8.1f} s | ratio {seconds / read_s:6.2f}x  "
             f"{aim} | accuracy {after:.1%} (today's default {before:.1%}) "
-            f"{verdict(after >= before - 0.01)}{recall} | cpu {cpu:.1f} s, {cpu / read_cpu:.2f}x the read's (less skewed by load)",
+            f"{verdict(after >= before - 0.01)} | cpu {cpu:.1f} s, {cpu / read_cpu:.2f}x the read's "
+            "(less skewed by load)",
             flush=True,
         )
         memory.append((method, mib))
