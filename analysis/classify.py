@@ -13,7 +13,7 @@ from .. import __about__
 from ..loaders.errors import GeoEmbedError
 from ..loaders.model import EmbeddingBlock, EmbeddingRaster
 from ..loaders.raster.prefetch import Prefetched
-from ..loaders.raster.writer import BLOCK
+from ..loaders.raster.writer import BLOCK, in_row_pairs
 from . import model_file
 from .neural_network import NeuralNetwork
 from .predictors import CentroidPredictor, ModelDataError, from_estimator
@@ -260,14 +260,18 @@ class ClassRasters:
 
     Blocks are read in the order write_rasters asks for them, the next one in a background thread (as similarity
     does); each block's float32 values are classified in place, in chunks of pixels, without a copy of the block.
-    close() stops the background read; the raster itself stays open (its owner closes it).
+    close() stops the background read; the raster itself stays open (its owner closes it). Blocks are to be asked
+    for in the order `order` gives (write_rasters' order argument): two block rows at a time, so that each
+    1024-pixel tile of an AEF source is decompressed once, even when GDAL's block cache cannot hold a row of them.
     """
+
+    order = staticmethod(in_row_pairs)
 
     def __init__(self, raster, model, block=BLOCK):
         model.check_bands(raster.band_names)
         self.raster = raster
         self.model = model
-        self.source = Prefetched(_Borrowed(raster), raster.grid.blocks(block))
+        self.source = Prefetched(_Borrowed(raster), self.order(list(raster.grid.blocks(block))))
 
     def produce(self, window):
         block = self.source.read(window)

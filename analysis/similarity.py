@@ -8,7 +8,7 @@ from ..loaders.model import EmbeddingBlock, EmbeddingRaster
 from ..loaders.raster.embedding_tiff import EmbeddingTiff
 from ..loaders.raster.overviews import View, clip_window
 from ..loaders.raster.prefetch import Prefetched
-from ..loaders.raster.writer import BLOCK, OutputSpec, write_rasters
+from ..loaders.raster.writer import BLOCK, OutputSpec, in_row_pairs, write_rasters
 from .blas import matmul
 from .regions import feature_vectors, unit
 
@@ -58,10 +58,15 @@ class TopK:
 
 
 class SimilarityRaster(EmbeddingRaster):
-    """One band: cosine similarity to the query, minus the similarity to the negative query if given."""
+    """One band: cosine similarity to the query, minus the similarity to the negative query if given. Its blocks are
+    to be read in the order `order` gives (write_rasters' order argument)."""
+
+    order = staticmethod(in_row_pairs)
 
     def __init__(self, raster, query, negative=None, k=0, block=BLOCK):
-        self.source = Prefetched(raster, raster.grid.blocks(block))  # written block by block, in this order
+        # read, and written, two block rows at a time (order): each 1024-pixel tile of an AEF source is then
+        # decompressed once, even when GDAL's block cache cannot hold a whole row of them
+        self.source = Prefetched(raster, self.order(list(raster.grid.blocks(block))))
         self.grid = raster.grid
         self.band_names = ("similarity",)
         self.provenance = raster.provenance

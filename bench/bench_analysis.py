@@ -148,7 +148,7 @@ def similarity(tile, out):
         query = query_vector([v for v in feature_vectors(raster, points) if v is not None])
         heatmap = SimilarityRaster(raster, query, None, 10)
         spec = OutputSpec(out, ("similarity",), metadata=provenance_metadata(raster.provenance))
-        write_rasters(g, [spec], lambda window: [heatmap.read(window)])
+        write_rasters(g, [spec], lambda window: [heatmap.read(window)], order=heatmap.order)
     finally:
         (heatmap or raster).close()  # as the provider: the derived raster closes its input
 
@@ -192,7 +192,7 @@ def classify(tile, out, method="random_forest"):
             OutputSpec(out, ("class",), gdal.GDT_Byte, 0),
             OutputSpec(out.replace(".tif", "-confidence.tif"), ("confidence",), gdal.GDT_Float32, -1.0),
         ]
-        write_rasters(g, specs, producer.produce)
+        write_rasters(g, specs, producer.produce, order=producer.order)
     finally:
         raster.close()
 

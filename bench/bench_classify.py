@@ -142,7 +142,7 @@ def classify(tile, out, method, rows):
             OutputSpec(str(out).replace(".tif", "-confidence.tif"), ("confidence",), gdal.GDT_Float32, -1.0),
         ]
         try:
-            write_rasters(part.grid, specs, producer.produce)
+            write_rasters(part.grid, specs, producer.produce, order=producer.order)
         finally:
             producer.close()
         seconds = time.perf_counter() - started

@@ -72,7 +72,8 @@ def in_process(folder, out):
     heatmap = SimilarityRaster(raster, query, None, 10)
     try:
         started = time.perf_counter()
-        write_rasters(raster.grid, [OutputSpec(out, ("similarity",))], lambda window: [heatmap.read(window)])
+        spec = OutputSpec(out, ("similarity",))
+        write_rasters(raster.grid, [spec], lambda window: [heatmap.read(window)], order=heatmap.order)
         return {"seconds": time.perf_counter() - started}
     finally:
         heatmap.close()

@@ -72,7 +72,8 @@ def full(out, heatmap):
     query, negative = query_at(raster, example_points(raster.grid))
     result = SimilarityRaster(raster, query, negative, 10)
     try:
-        write_rasters(raster.grid, [OutputSpec(str(heatmap), ("similarity",))], lambda w: [result.read(w)])
+        spec = OutputSpec(str(heatmap), ("similarity",))
+        write_rasters(raster.grid, [spec], lambda w: [result.read(w)], order=result.order)
     finally:
         result.close()
 

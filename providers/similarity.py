@@ -103,7 +103,8 @@ class SimilarityAlgorithm(GeoEmbedAlgorithm):
             spec = OutputSpec(output, ("similarity",), metadata=meta)
             if cluster is None:
                 heatmap = SimilarityRaster(raster, positive, negative, k)
-                write_rasters(raster.grid, [spec], lambda w: [heatmap.read(w)], log.progress, log.is_cancelled)
+                produce = lambda w: [heatmap.read(w)]  # noqa: E731
+                write_rasters(raster.grid, [spec], produce, log.progress, log.is_cancelled, order=heatmap.order)
                 top = heatmap.top
             else:  # workers open INPUT themselves
                 source = input_path(self, parameters, "INPUT", context)

@@ -333,7 +333,8 @@ def write_class_map(raster, model, output, confidence, log, progress, cluster=No
     log.info(f"Classifying {raster.grid.width} x {raster.grid.height} pixels into {len(model.class_names)} classes.")
     try:
         if cluster is None:
-            write_rasters(raster.grid, specs, lambda w: producer.produce(w)[: len(specs)], progress, log.is_cancelled)
+            produce = lambda w: producer.produce(w)[: len(specs)]  # noqa: E731
+            write_rasters(raster.grid, specs, produce, progress, log.is_cancelled, order=producer.order)
         else:
             outside = settings.allow_paths_outside_mirror()
             distributed.classify(cluster, location, outside, raster.grid, model, specs, log, progress)

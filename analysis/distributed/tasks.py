@@ -42,13 +42,13 @@ def piece_specs(job, piece, scratch):
     ]
 
 
-def write_piece(job, piece, scratch, produce, ahead=False):
+def write_piece(job, piece, scratch, produce, ahead=False, order=None):
     """Write the piece's blocks: produce(output-grid window) -> one EmbeddingBlock per spec (ahead: the next block is
-    produced while this one is written, see write_rasters)."""
+    produced while this one is written; order: the order of the blocks; see write_rasters)."""
     grid = job["grid"].window_grid(piece.window)
     specs = piece_specs(job, piece, scratch)
     shifted = lambda window: produce(piece.shift(window))  # noqa: E731
-    write_rasters(grid, specs, shifted, None, scratch.is_cancelled, job["block"], ahead=ahead)
+    write_rasters(grid, specs, shifted, None, scratch.is_cancelled, job["block"], ahead=ahead, order=order)
 
 
 def similarity_piece(job, piece, scratch_path):
@@ -57,7 +57,7 @@ def similarity_piece(job, piece, scratch_path):
     scratch.check()
     heatmap = SimilarityRaster(open_piece_input(job, piece), job["query"], job["negative"], job["k"], job["block"])
     try:
-        write_piece(job, piece, scratch, lambda window: [heatmap.read(window)])
+        write_piece(job, piece, scratch, lambda window: [heatmap.read(window)], order=heatmap.order)
     finally:
         heatmap.close()
     return heatmap.top.scores, heatmap.top.rows, heatmap.top.cols
@@ -97,7 +97,7 @@ def classify_piece(job, piece, scratch_path):
     try:
         producer = ClassRasters(view, model_from_payload(job["model"]))
         count = len(job["specs"])
-        write_piece(job, piece, scratch, lambda window: producer.produce(window)[:count])
+        write_piece(job, piece, scratch, lambda window: producer.produce(window)[:count], order=producer.order)
     finally:
         if producer is not None and hasattr(producer, "close"):
             producer.close()  # its read ahead, before the input closes

@@ -14,6 +14,7 @@ import pytest
 from geoembed.analysis import classify, predictors
 from geoembed.analysis.classify import ClassRasters, TrainedModel, pixel_columns
 from geoembed.loaders.model import EmbeddingBlock
+from geoembed.loaders.raster.writer import in_row_pairs
 from tests.unit.test_analysis_memraster import MemRaster, make_grid
 
 pytest.importorskip("sklearn")
@@ -60,7 +61,7 @@ def class_maps(producer, grid, block):
     classes = np.zeros((grid.height, grid.width), dtype=np.int64)
     confidence = np.zeros((grid.height, grid.width), dtype=np.float64)
     try:
-        for window in grid.blocks(block):
+        for window in producer.order(list(grid.blocks(block))):  # the order the producer reads ahead in
             out = producer.produce(window)
             rows = slice(window.row, window.row + window.height)
             cols = slice(window.col, window.col + window.width)
@@ -82,7 +83,8 @@ def test_class_map_equals_sklearn_pixel_by_pixel(method, kind, block):
     np.testing.assert_array_equal(classes[valid], estimator.predict(pixels) + 1)
     np.testing.assert_allclose(confidence[valid], estimator.predict_proba(pixels).max(axis=1), rtol=0, atol=TOLERANCE)
     assert (classes[~valid] == 0).all() and (confidence[~valid] == -1).all()
-    assert raster.reads == list(raster.grid.blocks(block)) and not raster.closed  # each block read once; left open
+    # each block read once, two block rows at a time; left open
+    assert raster.reads == in_row_pairs(list(raster.grid.blocks(block))) and not raster.closed
 
 
 @pytest.mark.parametrize("method", classify.METHODS)

@@ -1,5 +1,6 @@
-"""Issue 15's faster logistic regression and kNN decide as before: logistic regression's float32 scores give
-predict_proba's classes (near-ties decided in float64) and its confidence within 1e-6; the kNN search's float32
+"""Issue 15's faster logistic regression, nearest centroid and kNN decide as before: logistic regression's and
+nearest centroid's float32 products give predict_proba's classes (near-ties decided in float64) and its confidence
+within 1e-6 (2e-6); the kNN search's float32
 screening finds the neighbours of the float64 search, and the saved model predicts as the fitted estimator.
 
 Expectations come from the float64 paths (predict_proba, the unscreened search) and from scikit-learn.
@@ -81,6 +82,71 @@ def test_linear_best_ignores_what_invalid_pixels_hold():
     np.testing.assert_array_equal(best[valid], expected_best[valid])
     np.testing.assert_allclose(probability[valid], expected_probability[valid], rtol=0, atol=TOLERANCE)
     assert (best[~valid] == 0).all() and (probability[~valid] == 0).all()
+
+
+def centroids(classes=5, seed=7):
+    rng = np.random.default_rng(seed)
+    rows = rng.normal(size=(classes, BANDS))
+    return predictors.CentroidPredictor(np.arange(classes), rows / np.linalg.norm(rows, axis=1, keepdims=True))
+
+
+def test_centroid_best_equals_predict_proba():
+    predictor = centroids()
+    features = unit_rows(20_000, 11)
+    features[:10] = 0  # zero vectors: every cosine 0, the first class at 1/5, as predict_proba gives
+    best, probability = predictor.best(features)
+    expected_best, expected_probability = float64_best(predictor, features)
+    np.testing.assert_array_equal(best, expected_best)
+    np.testing.assert_allclose(probability, expected_probability, rtol=0, atol=2 * TOLERANCE)
+    assert (best[:10] == 0).all() and np.allclose(probability[:10], 0.2)
+
+
+def test_centroid_near_ties_are_decided_in_float64(monkeypatch):
+    """Pixels equally close (in angle) to two centroids, or closer than float32 can tell, get predict_proba's
+    class; only those go to the float64 path."""
+    predictor = centroids(classes=3)
+    features = unit_rows(3000, 12)
+    difference = predictor.centroids_[0] - predictor.centroids_[1]
+    along = features.astype(np.float64) - np.outer(features @ difference / (difference @ difference), difference)
+    boundary = along.astype(np.float32)
+    features = np.concatenate([features, boundary, np.nextafter(boundary, np.float32(1))])
+    decided = []
+    original = predictors.Predictor.best
+    record = lambda self, f, valid=None: decided.append(len(f)) or original(self, f, valid)  # noqa: E731
+    monkeypatch.setattr(predictors.Predictor, "best", record)
+    best, probability = predictor.best(features)
+    monkeypatch.setattr(predictors.Predictor, "best", original)
+    boundary_rows = np.arange(3000, len(features))
+    expected_best, expected_probability = float64_best(predictor, features)
+    leading = np.sort(predictor.predict_proba(features[boundary_rows]), axis=1)[:, -2:]
+    contested = int(np.count_nonzero(np.isclose(leading[:, 0], leading[:, 1], rtol=1e-4)))
+    assert decided and contested <= sum(decided) <= 2 * len(boundary_rows)  # ties where 0 and 1 lead, only
+    np.testing.assert_array_equal(best, expected_best)
+    np.testing.assert_allclose(probability, expected_probability, rtol=0, atol=2 * TOLERANCE)
+
+
+def test_centroid_best_ignores_what_invalid_pixels_hold():
+    predictor = centroids()
+    features = unit_rows(5000, 13)
+    valid = np.random.default_rng(13).random(len(features)) > 0.2
+    garbage = features.copy()
+    garbage[~valid] = np.nan
+    garbage[np.flatnonzero(~valid)[::7]] = np.inf
+    with np.errstate(all="raise"):
+        best, probability = predictor.best(garbage, valid)
+    expected_best, expected_probability = float64_best(predictor, features)
+    np.testing.assert_array_equal(best[valid], expected_best[valid])
+    np.testing.assert_allclose(probability[valid], expected_probability[valid], rtol=0, atol=2 * TOLERANCE)
+    assert (best[~valid] == 0).all() and (probability[~valid] == 0).all()
+
+
+def test_centroid_float64_features_and_one_class_keep_predict_proba():
+    features = unit_rows(500, 14)
+    for predictor, values in ((centroids(), features.astype(np.float64)), (centroids(classes=1), features)):
+        best, probability = predictor.best(values)
+        expected_best, expected_probability = float64_best(predictor, values)
+        np.testing.assert_array_equal(best, expected_best)
+        np.testing.assert_array_equal(probability, expected_probability)
 
 
 def test_linear_other_links_and_float64_features_keep_predict_proba():
