@@ -113,6 +113,28 @@ def _inverse_distance(distance):
     return weight
 
 
+def _first_highest(scores):
+    """The row of each column's first highest score (as argmax, whose axis-0 form copies); scores (classes, n) become
+    score - top in place."""
+    scores -= scores.max(axis=0)
+    best = np.zeros(scores.shape[1], dtype=np.intp)
+    for column in range(len(scores) - 1, -1, -1):
+        np.copyto(best, column, where=scores[column] == 0)
+    return best
+
+
+def _settled(exact_best, features, best, probability, near, valid):
+    """(best, probability) of a float32 fast path, with invalid pixels at 0 and the near-ties it flagged decided by
+    exact_best (Predictor.best: predict_proba's argmax)."""
+    if valid is not None:
+        best[~valid], probability[~valid] = 0, 0
+        near &= valid
+    rows = np.flatnonzero(near)
+    if len(rows):
+        best[rows], probability[rows] = exact_best(features[rows])
+    return best, probability
+
+
 class CentroidPredictor(Predictor):
     """Cosine nearest centroid: a softmax (sharpened x20) over the cosine to each class's unit centroid."""
 
@@ -148,11 +170,7 @@ class CentroidPredictor(Predictor):
         centroids32 = self.centroids_.astype(np.float32)
         with np.errstate(invalid="ignore", over="ignore", divide="ignore"):  # whatever invalid pixels hold
             scores = matmul(centroids32, columns)
-            top = scores.max(axis=0)
-            scores -= top
-            best = np.zeros(len(top), dtype=np.intp)
-            for column in range(len(scores) - 1, -1, -1):  # the first highest, as argmax (whose axis-0 form copies)
-                np.copyto(best, column, where=scores[column] == 0)
+            best = _first_highest(scores)
             # |float32 product - exact| <= (bands + 3) u |c| |x| with unit centroids: twice that for two products,
             # twice again for margin (as LinearPredictor)
             size = np.sqrt(np.einsum("bn,bn->n", columns, columns))  # float32: within 1e-5, what a bound needs
@@ -161,13 +179,7 @@ class CentroidPredictor(Predictor):
             scores *= self.SHARPNESS / size
             np.exp(scores, out=scores)
             probability = 1.0 / scores.sum(axis=0, dtype=np.float64)
-        if valid is not None:
-            best[~valid], probability[~valid] = 0, 0
-            near &= valid
-        rows = np.flatnonzero(near)
-        if len(rows):
-            best[rows], probability[rows] = super().best(features[rows])
-        return best, probability
+        return _settled(super().best, features, best, probability, near, valid)
 
     def chunk_pixels(self, bands):
         return LINEAR_CHUNK_PIXELS
@@ -229,22 +241,12 @@ class LinearPredictor(Predictor):
         scores = matmul(coef32, columns)
         with np.errstate(invalid="ignore", over="ignore"):  # whatever invalid pixels hold (NaN, inf)
             best, probability, near = self._best_of_scores(scores, columns, coef32)
-        if valid is not None:
-            best[~valid], probability[~valid] = 0, 0
-            near &= valid
-        rows = np.flatnonzero(near)
-        if len(rows):
-            best[rows], probability[rows] = super().best(features[rows])
-        return best, probability
+        return _settled(super().best, features, best, probability, near, valid)
 
     def _best_of_scores(self, scores, columns, coef32):
         """(first highest score's row, 1/sum(exp(score - top)), near: a second score within the error bound)."""
         scores += self.intercept_.astype(np.float32)[:, None]
-        top = scores.max(axis=0)
-        scores -= top
-        best = np.zeros(len(top), dtype=np.intp)
-        for column in range(len(scores) - 1, -1, -1):  # the first highest, as argmax (whose axis-0 form copies)
-            np.copyto(best, column, where=scores[column] == 0)
+        best = _first_highest(scores)
         # |float32 score - exact| <= (bands + 3) u (|coef row| |x| + |intercept|): twice that (today's float32
         # scores, where scikit-learn fits in float32, are as far on the other side) and twice again (two scores)
         size = np.sqrt(np.einsum("bn,bn->n", columns, columns))
