@@ -115,6 +115,8 @@ def _start_local(distributed, workers):
     session = Session(client, cluster)
     try:
         _pin_workers(client)
+    except Exception:  # noqa: BLE001 - pinning only spares the workers each other's threads: run unpinned
+        logging.getLogger(__name__).debug("local Dask workers left unpinned", exc_info=True)
     except BaseException:
         session.close()
         raise
@@ -150,7 +152,7 @@ def _pin_workers(client):
 
 def pin_threads(cores):
     """Run on a worker: every thread of the process, and so the threads they start later, on `cores` only."""
-    for thread in os.listdir("/proc/self/task"):
+    for thread in os.listdir("/proc/self/task"):  # Linux: every thread of this process
         try:
             os.sched_setaffinity(int(thread), cores)
         except OSError:  # the thread ended meanwhile

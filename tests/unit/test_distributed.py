@@ -167,6 +167,15 @@ def test_local_workers_run_on_their_own_cores(session):
     assert sorted(sorted(map(sorted, masks)) for masks in found.values()) == sorted([[share] for share in shares])
 
 
+def test_workers_that_cannot_be_pinned_run_unpinned(monkeypatch):
+    def refuse(client):
+        raise OSError("no /proc here")
+
+    monkeypatch.setattr(cluster, "_pin_workers", refuse)
+    with cluster.connect(cluster.ClusterSettings(cluster.LOCAL, 1)) as live:
+        assert live.client.submit(sum, [1, 2]).result() == 3
+
+
 @pytest.mark.parametrize("negative", [False, True], ids=["query", "query-and-counter-examples"])
 def test_similarity_on_two_workers_equals_the_run_in_process(tmp_path, region, raster, session, negative):
     query = query_of(raster)
