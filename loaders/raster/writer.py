@@ -163,8 +163,8 @@ def in_row_pairs(windows):
     A source tiled twice the block size (AlphaEarth's 1024-pixel tiles under 512-pixel blocks) then has each of its
     tiles read by consecutive windows, so GDAL decompresses it once: in row-major order its tiles fall out of GDAL's
     cache, which the blocks being written also fill, between the upper and the lower halves (1.5x the bytes read).
-    Only for rasters that read any window at any time (every raster GeoEmbed opens: a mosaic, a GeoTIFF, patches), not
-    for one that must see its windows north to south (load's OverviewTee when the output is not a mosaic's)."""
+    Every raster GeoEmbed opens reads any window at any time (each read stands alone), so any may be read this way;
+    load uses it for mosaics, similarity and classify for every input."""
     rows = {}
     for window in windows:
         rows.setdefault(window.row, []).append(window)
