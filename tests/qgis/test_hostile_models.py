@@ -13,43 +13,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 from osgeo import gdal
-from qgis.core import QgsFeature, QgsGeometry, QgsPointXY, QgsVectorLayer
 
 from geoembed.analysis.classify import METHODS, NearestCentroid, TrainedModel
 from tests.support import model_files as mf
 
+from .labelled_embedding import labels_layer, load_labelled
 from .refusals import assert_refused, run
-
-EXTENT = "5.975,6.02,44.99,45.02 [EPSG:4326]"
 
 
 @pytest.fixture(scope="module")
 def embedding(provider_ready, aef_mirror, tmp_path_factory):
     """A GeoEmbed layer (geoembed:load), its CRS and a grid of labelled points on it (three classes by position)."""
-    output = tmp_path_factory.mktemp("hostile-models") / "embeddings.tif"
-    run("load", {"SOURCE": str(aef_mirror), "YEAR": 2024, "EXTENT": EXTENT, "OUTPUT": str(output)})
-    dataset = gdal.Open(str(output))
-    x0, res, _, y0, _, _ = dataset.GetGeoTransform()
-    width, height = dataset.RasterXSize, dataset.RasterYSize
-    crs = f"EPSG:{dataset.GetSpatialRef().GetAuthorityCode(None)}"
-    dataset = None
-    points = []
-    for i, col in enumerate(np.linspace(10, width - 10, 9).astype(int)):
-        for j, row in enumerate(np.linspace(10, height - 10, 7).astype(int)):
-            points.append(((x0 + (col + 0.5) * res, y0 - (row + 0.5) * res), "abc"[(i // 3 + j) % 3]))
-    return {"path": str(output), "crs": crs, "points": points}
-
-
-def labels_layer(embedding):
-    memory = QgsVectorLayer(f"Point?crs={embedding['crs']}&field=class:string", "labels", "memory")
-    features = []
-    for (x, y), name in embedding["points"]:
-        feature = QgsFeature(memory.fields())
-        feature.setGeometry(QgsGeometry.fromPointXY(QgsPointXY(x, y)))
-        feature.setAttributes([name])
-        features.append(feature)
-    memory.dataProvider().addFeatures(features)
-    return memory
+    return load_labelled(aef_mirror, tmp_path_factory.mktemp("hostile-models"))
 
 
 @pytest.fixture(scope="module")

@@ -6,40 +6,25 @@ pixel."""
 import numpy as np
 import pytest
 from osgeo import gdal
-from qgis.core import QgsApplication, QgsFeature, QgsGeometry, QgsPointXY, QgsVectorLayer
+from qgis.core import QgsApplication
 
 from geoembed.analysis.classify import load_model
 from geoembed.analysis.neural_network import NeuralNetworkPredictor
 from geoembed.analysis.predictors import BoostedTreesPredictor
 
+from .labelled_embedding import labels_layer, load_labelled
 from .refusals import run
 
 pytest.importorskip("sklearn")
 
-EXTENT = "5.975,6.02,44.99,45.02 [EPSG:4326]"
 PREDICTORS = {"gradient_boosting": BoostedTreesPredictor, "neural_network": NeuralNetworkPredictor}
 
 
 @pytest.fixture(scope="module")
 def embedding(provider_ready, aef_mirror, tmp_path_factory):
     """A GeoEmbed layer (geoembed:load) and labelled points on it: three classes by position, on a 9 x 7 grid."""
-    output = tmp_path_factory.mktemp("fast-methods") / "embeddings.tif"
-    run("load", {"SOURCE": str(aef_mirror), "YEAR": 2024, "EXTENT": EXTENT, "OUTPUT": str(output)})
-    dataset = gdal.Open(str(output))
-    x0, res, _, y0, _, _ = dataset.GetGeoTransform()
-    width, height = dataset.RasterXSize, dataset.RasterYSize
-    crs = f"EPSG:{dataset.GetSpatialRef().GetAuthorityCode(None)}"
-    dataset = None
-    layer = QgsVectorLayer(f"Point?crs={crs}&field=class:string", "labels", "memory")
-    features = []
-    for i, col in enumerate(np.linspace(10, width - 10, 9).astype(int)):
-        for j, row in enumerate(np.linspace(10, height - 10, 7).astype(int)):
-            feature = QgsFeature(layer.fields())
-            feature.setGeometry(QgsGeometry.fromPointXY(QgsPointXY(x0 + (col + 0.5) * res, y0 - (row + 0.5) * res)))
-            feature.setAttributes(["abc"[(i // 3 + j) % 3]])
-            features.append(feature)
-    layer.dataProvider().addFeatures(features)
-    return {"path": str(output), "labels": layer}
+    loaded = load_labelled(aef_mirror, tmp_path_factory.mktemp("fast-methods"))
+    return {"path": loaded["path"], "labels": labels_layer(loaded)}
 
 
 @pytest.fixture(scope="module", params=list(PREDICTORS))
