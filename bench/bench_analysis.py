@@ -46,6 +46,14 @@ def tile_paths(size):
     return [folder / f"xbenchanalysis{ty}{tx}0-{ty * size:010d}-{tx * size:010d}.tiff" for ty in (0, 1) for tx in (0, 1)]
 
 
+def existing_tile(size):
+    """The single-tile input of the benches that do not make tiles themselves; a missing one stops the bench."""
+    tile = tile_paths(size)[0]
+    if not tile.exists():
+        sys.exit(f"{tile} is missing: run bench/bench_analysis.py --size {size} once to make the tiles")
+    return tile
+
+
 def make_tile(path, size, seed, strip=1024):
     """A realistic-to-compress AEF tile: unit vectors of a smooth random field (two octaves) plus per-pixel noise
     over about half of it (textured land; the rest is homogeneous), quantised like AEF, with smooth nodata blobs

@@ -29,7 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 import tests  # noqa: E402, F401 - puts the plugin (the repository root) on sys.path as `geoembed`
-from bench.bench_analysis import MEMORY_LIMIT_MIB, open_input, tile_paths  # noqa: E402
+from bench.bench_analysis import MEMORY_LIMIT_MIB, existing_tile, open_input  # noqa: E402
 from bench.bench_load import peak_rss_kib  # noqa: E402
 
 WORK = ROOT / "build" / "bench"
@@ -200,9 +200,7 @@ def main():
     parser.add_argument("--rows", type=int, help="classify only the first ROWS rows of the tile (default: all)")
     parser.add_argument("--repeat", type=int, default=1, help="runs of each timing (the fastest is kept; default 1)")
     args = parser.parse_args()
-    tile = tile_paths(args.size)[0]
-    if not tile.exists():
-        sys.exit(f"{tile} is missing: run bench/bench_analysis.py --size {args.size} once to make the tiles")
+    tile = existing_tile(args.size)
     out = WORK / "out"
     out.mkdir(parents=True, exist_ok=True)
     print(f"load average {os.getloadavg()[0]:.2f} (other processes on the machine skew the times)")

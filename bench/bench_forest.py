@@ -19,7 +19,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 import tests  # noqa: E402, F401 - puts the plugin (the repository root) on sys.path as `geoembed`
-from bench.bench_analysis import open_input, tile_paths  # noqa: E402
+from bench.bench_analysis import existing_tile, open_input  # noqa: E402
 from bench.bench_classify import HELD_OUT_POINTS, TRAIN_POINTS, labelled_points  # noqa: E402
 
 SEEDS = (3, 4, 5, 6)  # 3: bench_classify's projection
@@ -77,9 +77,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=4096, help="tile side in pixels (default 4096)")
     args = parser.parse_args()
-    tile = tile_paths(args.size)[0]
-    if not tile.exists():
-        sys.exit(f"{tile} is missing: run bench/bench_analysis.py --size {args.size} once to make the tiles")
+    tile = existing_tile(args.size)
     print(f"load average {os.getloadavg()[0]:.2f}")
     raster = open_input(tile)
     try:
