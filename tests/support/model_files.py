@@ -56,6 +56,11 @@ def rewrite(path, members, compression=zipfile.ZIP_STORED):
     return path
 
 
+def set_array(name, make):
+    """A change_arrays for tampered: array `name` replaced by make(arrays)."""
+    return lambda arrays: arrays.update({name: make(arrays)})
+
+
 def tampered(source, path, change_header=None, change_arrays=None):
     """A copy of the model file source with its header and/or arrays changed in place by the given functions."""
     members = members_of(source)

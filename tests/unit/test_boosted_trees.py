@@ -13,7 +13,7 @@ from geoembed.analysis import classify
 from geoembed.analysis.classify import TrainedModel, load_model
 from geoembed.analysis.predictors import BoostedTreesPredictor, ForestPredictor, from_estimator
 from geoembed.loaders.errors import GeoEmbedError
-from tests.support.model_files import tampered
+from tests.support.model_files import set_array, tampered
 from tests.unit.helpers import assert_one_line
 
 sklearn = pytest.importorskip("sklearn")
@@ -137,10 +137,6 @@ def test_round_trip_through_a_model_file(tmp_path, n_classes):
     np.testing.assert_allclose(confidence, estimator.predict_proba(probe).max(axis=1), rtol=0, atol=TOLERANCE)
 
 
-def _set(name, make):
-    return lambda arrays: arrays.update({name: make(arrays)})
-
-
 def _leaf_rows_of_first_tree(arrays):
     left = arrays["left"][: arrays["starts"][1]]
     return np.count_nonzero(left < 0)
@@ -154,19 +150,22 @@ def _two_columns(arrays):
 
 
 MALFORMED = {
-    "NaN leaf value": (_set("leaf_value", lambda a: np.where(a["leaf_value"] != 0, np.nan, 0.0)), ["leaf values", "NaN"]),
-    "infinite initial score": (_set("baseline", lambda a: np.full_like(a["baseline"], np.inf)), ["initial scores"]),
+    "NaN leaf value": (set_array("leaf_value", lambda a: np.where(a["leaf_value"] != 0, np.nan, 0.0)), ["leaf values", "NaN"]),
+    "infinite initial score": (set_array("baseline", lambda a: np.full_like(a["baseline"], np.inf)), ["initial scores"]),
     "leaf values that add up to infinity": (
-        _set("leaf_value", lambda a: np.where(a["leaf_value"] != 0, 1e308, 0.0)),
+        set_array("leaf_value", lambda a: np.where(a["leaf_value"] != 0, 1e308, 0.0)),
         ["too large"],
     ),
-    "a tree scoring two classes": (_set("leaf_value", _two_columns), ["more than one class"]),
-    "a leaf without a value": (_set("leaf_value", lambda a: a["leaf_value"][:-1]), ["leaf_value", "shape"]),
-    "initial scores of other classes": (_set("baseline", lambda a: np.zeros(len(a["baseline"]) + 1)), ["baseline", "shape"]),
+    "a tree scoring two classes": (set_array("leaf_value", _two_columns), ["more than one class"]),
+    "a leaf without a value": (set_array("leaf_value", lambda a: a["leaf_value"][:-1]), ["leaf_value", "shape"]),
+    "initial scores of other classes": (set_array("baseline", lambda a: np.zeros(len(a["baseline"]) + 1)), ["baseline", "shape"]),
     "no initial scores": (lambda arrays: arrays.pop("baseline"), ["missing"]),
-    "tree child pointing back up": (_set("left", lambda a: np.where(np.arange(len(a["left"])) == 1, 0, a["left"])), ["tree"]),
+    "tree child pointing back up": (
+        set_array("left", lambda a: np.where(np.arange(len(a["left"])) == 1, 0, a["left"])),
+        ["tree"],
+    ),
     "tree splits on a band that does not exist": (
-        _set("feature", lambda a: np.where(a["left"] >= 0, BANDS, 0)),
+        set_array("feature", lambda a: np.where(a["left"] >= 0, BANDS, 0)),
         ["band"],
     ),
 }

@@ -27,6 +27,7 @@ from tests.support.model_files import (
     object_array_that_writes,
     pickle_that_writes,
     rewrite,
+    set_array,
 )
 from tests.support.model_files import tampered as support_tampered
 from tests.unit.helpers import assert_one_line, leftovers
@@ -335,10 +336,6 @@ def _drop(name):
     return lambda arrays: arrays.pop(name)
 
 
-def _set(name, make):
-    return lambda arrays: arrays.update({name: make(arrays)})
-
-
 def _tree_edit(edit):
     def change(arrays):
         left, right = arrays["left"].astype(np.int64), arrays["right"].astype(np.int64)
@@ -354,29 +351,29 @@ def _first_inner(left):
 
 ARRAY_TAMPERING = {
     "missing array": ("nearest_centroid", _drop("centroids"), ["missing"]),
-    "extra array": ("nearest_centroid", _set("script", lambda a: np.zeros(3)), ["extra"]),
+    "extra array": ("nearest_centroid", set_array("script", lambda a: np.zeros(3)), ["extra"]),
     "centroids of other bands": (
         "nearest_centroid",
-        _set("centroids", lambda a: np.zeros((3, BANDS + 1))),
+        set_array("centroids", lambda a: np.zeros((3, BANDS + 1))),
         ["centroids", "shape"],
     ),
-    "NaN centroids": ("nearest_centroid", _set("centroids", lambda a: np.full((3, BANDS), np.nan)), ["NaN"]),
-    "classes out of range": ("nearest_centroid", _set("classes", lambda a: np.array([0, 1, 7])), ["class"]),
-    "classes as text": ("nearest_centroid", _set("classes", lambda a: np.array(["a", "b", "c"])), ["classes"]),
-    "big-endian": ("nearest_centroid", _set("centroids", lambda a: a["centroids"].astype(">f8")), [">f8"]),
+    "NaN centroids": ("nearest_centroid", set_array("centroids", lambda a: np.full((3, BANDS), np.nan)), ["NaN"]),
+    "classes out of range": ("nearest_centroid", set_array("classes", lambda a: np.array([0, 1, 7])), ["class"]),
+    "classes as text": ("nearest_centroid", set_array("classes", lambda a: np.array(["a", "b", "c"])), ["classes"]),
+    "big-endian": ("nearest_centroid", set_array("centroids", lambda a: a["centroids"].astype(">f8")), [">f8"]),
     "Fortran order": (
         "nearest_centroid",
-        _set("centroids", lambda a: np.asfortranarray(a["centroids"])),
+        set_array("centroids", lambda a: np.asfortranarray(a["centroids"])),
         ["centroids", "Fortran"],
     ),
     "coef not classes x bands": (
         "logistic_regression",
-        _set("coef", lambda a: np.zeros((3, BANDS - 1))),
+        set_array("coef", lambda a: np.zeros((3, BANDS - 1))),
         ["coef", "shape"],
     ),
     "intercept missing": ("logistic_regression", _drop("intercept"), ["missing"]),
-    "knn labels out of range": ("knn", _set("labels", lambda a: a["labels"] + 10), ["labels"]),
-    "knn fewer vectors than the header": ("knn", _set("vectors", lambda a: a["vectors"][:-1]), ["vectors", "shape"]),
+    "knn labels out of range": ("knn", set_array("labels", lambda a: a["labels"] + 10), ["labels"]),
+    "knn fewer vectors than the header": ("knn", set_array("vectors", lambda a: a["vectors"][:-1]), ["vectors", "shape"]),
     "tree child outside its tree": (
         "random_forest",
         _tree_edit(lambda left, right, a: left.__setitem__(_first_inner(left), a["starts"][1] + 5)),
@@ -409,20 +406,20 @@ ARRAY_TAMPERING = {
     ),
     "tree splits on a band that does not exist": (
         "random_forest",
-        _set("feature", lambda a: np.where(a["left"] >= 0, BANDS, 0)),
+        set_array("feature", lambda a: np.where(a["left"] >= 0, BANDS, 0)),
         ["band"],
     ),
     "tree starts past the nodes": (
         "random_forest",
-        _set("starts", lambda a: a["starts"] + 1),
+        set_array("starts", lambda a: a["starts"] + 1),
         ["starts"],
     ),
     "a leaf without a value": (
         "random_forest",
-        _set("leaf_value", lambda a: a["leaf_value"][:-1]),
+        set_array("leaf_value", lambda a: a["leaf_value"][:-1]),
         ["leaf_value", "shape"],
     ),
-    "negative leaf values": ("random_forest", _set("leaf_value", lambda a: -a["leaf_value"]), ["negative"]),
+    "negative leaf values": ("random_forest", set_array("leaf_value", lambda a: -a["leaf_value"]), ["negative"]),
 }
 
 

@@ -17,7 +17,7 @@ from geoembed.analysis.classify import TrainedModel, load_model
 from geoembed.analysis.neural_network import HIDDEN_UNITS, SETTINGS, NeuralNetworkPredictor
 from geoembed.analysis.predictors import from_estimator
 from geoembed.loaders.errors import GeoEmbedError
-from tests.support.model_files import tampered
+from tests.support.model_files import set_array, tampered
 from tests.unit.helpers import assert_one_line
 
 sklearn = pytest.importorskip("sklearn")
@@ -139,10 +139,6 @@ def test_round_trip_through_a_model_file(tmp_path, n_classes):
     np.testing.assert_allclose(confidence, expected.max(axis=1), rtol=0, atol=TOLERANCE)
 
 
-def _set(name, make):
-    return lambda arrays: arrays.update({name: make(arrays)})
-
-
 def _header(change):
     def edit(header):
         change(header["predictor"])
@@ -151,11 +147,11 @@ def _header(change):
 
 
 MALFORMED_ARRAYS = {
-    "NaN weight": (_set("weight_0", lambda a: np.full_like(a["weight_0"], np.nan)), ["layer 1 weights", "NaN"]),
-    "infinite output bias": (_set("bias_1", lambda a: np.full_like(a["bias_1"], np.inf)), ["layer 2 biases"]),
-    "zero band scale": (_set("scale", lambda a: np.zeros_like(a["scale"])), ["band scales", "positive"]),
-    "NaN band mean": (_set("mean", lambda a: np.full_like(a["mean"], np.nan)), ["band means"]),
-    "weights of other bands": (_set("weight_0", lambda a: a["weight_0"][:-1]), ["weight_0", "shape"]),
+    "NaN weight": (set_array("weight_0", lambda a: np.full_like(a["weight_0"], np.nan)), ["layer 1 weights", "NaN"]),
+    "infinite output bias": (set_array("bias_1", lambda a: np.full_like(a["bias_1"], np.inf)), ["layer 2 biases"]),
+    "zero band scale": (set_array("scale", lambda a: np.zeros_like(a["scale"])), ["band scales", "positive"]),
+    "NaN band mean": (set_array("mean", lambda a: np.full_like(a["mean"], np.nan)), ["band means"]),
+    "weights of other bands": (set_array("weight_0", lambda a: a["weight_0"][:-1]), ["weight_0", "shape"]),
     "no output layer": (lambda arrays: arrays.pop("weight_1"), ["missing"]),
 }
 
