@@ -38,7 +38,8 @@ class NeuralNetworkPredictor(Predictor):
         self.biases = [np.asarray(b, dtype=np.float64) for b in biases]
 
     def predict_proba(self, features):
-        values = np.asarray(features, dtype=np.float64) - self.mean
+        values = np.array(features, dtype=np.float64)  # a copy, standardised in place
+        values -= self.mean
         values /= self.scale
         last = len(self.weights) - 1
         for layer, (weight, bias) in enumerate(zip(self.weights, self.biases)):
